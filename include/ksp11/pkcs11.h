@@ -43,7 +43,7 @@ typedef CK_RV (*ksp_fn_generic)(void);
  * list so the prefix layout is identical by construction.
  */
 typedef struct CK_FUNCTION_LIST_3_0 {
-    struct ck_function_list base;
+    CK_FUNCTION_LIST base;
     CK_RV (*C_GetInterfaceList)(CK_INTERFACE_PTR, CK_ULONG_PTR);
     CK_RV (*C_GetInterface)(CK_UTF8CHAR_PTR, CK_VERSION_PTR, CK_INTERFACE_PTR_PTR, CK_FLAGS);
     CK_RV (*C_LoginUser)(CK_SESSION_HANDLE, CK_USER_TYPE, CK_UTF8CHAR_PTR, CK_ULONG,
