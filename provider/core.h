@@ -105,6 +105,8 @@ CK_RV ksp_lib_finalize(void);
  * §5.4: a child must call C_Initialize). On CKR_OK the lock is held. */
 CK_RV ksp_enter(void);
 void ksp_leave(void);
+/* ksp_enter, then look up a session; on CKR_OK the lock is held. */
+CK_RV ksp_enter_session(CK_SESSION_HANDLE h, struct ksp_session **s);
 /* The soft backend, opened on first use. */
 CK_RV ksp_soft_backend_inlock(struct ksp_backend **out);
 

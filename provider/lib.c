@@ -191,6 +191,17 @@ void ksp_leave(void)
     unlock();
 }
 
+CK_RV ksp_enter_session(CK_SESSION_HANDLE h, struct ksp_session **s)
+{
+    CK_RV rv = ksp_enter();
+    if (rv != CKR_OK)
+        return rv;
+    rv = ksp_session_get_inlock(h, s);
+    if (rv != CKR_OK)
+        unlock();
+    return rv;
+}
+
 CK_RV ksp_soft_backend_inlock(struct ksp_backend **out)
 {
     if (!ksp_lib.soft) {
