@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# End to end: OpenSC's pkcs11-tool drives the module on a fresh store: token and
+# PIN set-up, RSA and EC key generation, signatures checked by OpenSSL against
+# the public key read back from the token, pkcs11-tool's own --test, certificate
+# objects, deletion, a wrong PIN, and that the private key cannot be read out.
+set -euo pipefail
+# shellcheck source=tests/lib/helpers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/helpers.sh"
+
+require_cmd pkcs11-tool openssl
+ksp_setup
+require_module
+
+SO_PIN=12345678
+PIN=1234
+T=(--token-label t)
+U=(--token-label t --login --pin "$PIN")
+cd "$TEST_DIR"
+
+# Set-up steps everything else depends on: stop at the first failure.
+check init-token p11 --init-token --label t --so-pin "$SO_PIN"
+check init-pin p11 "${T[@]}" --init-pin --login --login-type so --so-pin "$SO_PIN" --pin "$PIN"
+check keygen-rsa2048 p11 "${U[@]}" --keypairgen --key-type RSA:2048 --id 01 --label rsa
+check keygen-ec-p256 p11 "${U[@]}" --keypairgen --key-type EC:prime256v1 --id 02 --label ec
+
+check read-pubkey-rsa p11 "${T[@]}" --read-object --type pubkey --id 01 -o rsa.der
+check read-pubkey-ec p11 "${T[@]}" --read-object --type pubkey --id 02 -o ec.der
+check pubkey-rsa-to-pem der_to_pubpem rsa.der rsa.pem
+check pubkey-ec-to-pem der_to_pubpem ec.der ec.pem
+check_grep pubkey-rsa-2048 '(Public-Key|RSA Public-Key): \(2048 bit\)' \
+    <(openssl pkey -pubin -in rsa.pem -noout -text)
+check_grep pubkey-ec-p256 'prime256v1|P-256' <(openssl pkey -pubin -in ec.pem -noout -text)
+
+head -c 1000 /dev/urandom >data
+openssl dgst -sha256 -binary data >data.sha256
+
+# From here on each check stands alone: keep going after a failure.
+if check sign-sha256-rsa-pkcs p11 "${U[@]}" --sign --mechanism SHA256-RSA-PKCS --id 01 \
+    -i data -o sig.pkcs1; then
+    check verify-sha256-rsa-pkcs openssl dgst -sha256 -verify rsa.pem -signature sig.pkcs1 data || true
+fi
+
+# Raw PSS over a digest (what TLS 1.3 uses), salt = hash length.
+if check sign-rsa-pkcs-pss p11 "${U[@]}" --sign --mechanism RSA-PKCS-PSS --hash-algorithm SHA256 \
+    --mgf MGF1-SHA256 --id 01 -i data.sha256 -o sig.pss; then
+    check verify-rsa-pkcs-pss openssl pkeyutl -verify -pubin -inkey rsa.pem -in data.sha256 \
+        -sigfile sig.pss -pkeyopt digest:sha256 -pkeyopt rsa_padding_mode:pss \
+        -pkeyopt rsa_pss_saltlen:digest || true
+fi
+
+if check sign-sha256-rsa-pkcs-pss p11 "${U[@]}" --sign --mechanism SHA256-RSA-PKCS-PSS --id 01 \
+    -i data -o sig.pss2; then
+    check verify-sha256-rsa-pkcs-pss openssl dgst -sha256 -verify rsa.pem -sigopt rsa_padding_mode:pss \
+        -sigopt rsa_pss_saltlen:digest -signature sig.pss2 data || true
+fi
+
+if check sign-ecdsa-sha256 p11 "${U[@]}" --sign --mechanism ECDSA-SHA256 --signature-format openssl \
+    --id 02 -i data -o sig.ecdsa; then
+    check verify-ecdsa-sha256 openssl dgst -sha256 -verify ec.pem -signature sig.ecdsa data || true
+fi
+
+# Raw ECDSA over a digest (what TLS stacks use).
+if check sign-ecdsa p11 "${U[@]}" --sign --mechanism ECDSA --signature-format openssl \
+    --id 02 -i data.sha256 -o sig.ecdsa-raw; then
+    check verify-ecdsa openssl pkeyutl -verify -pubin -inkey ec.pem -in data.sha256 \
+        -sigfile sig.ecdsa-raw || true
+fi
+
+# pkcs11-tool's own self test (digests, signatures, verify, decrypt, ...).
+# It exits non-zero when any of its checks reports an error.
+check pkcs11-tool-test p11 "${U[@]}" --test || true
+
+# A certificate object: write, list, delete.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout cert.key \
+    -subj /CN=ksp11-e2e-object -days 1 -outform DER -out cert.der >/dev/null 2>&1
+if check write-cert p11 "${U[@]}" --write-object cert.der --type cert --id 03 --label mycert; then
+    p11 "${T[@]}" --list-objects >objects.txt 2>&1 || true
+    check_grep list-objects-shows-cert 'label: +mycert' objects.txt || true
+    check_grep list-objects-shows-cert-subject 'CN=ksp11-e2e-object' objects.txt || true
+    check_grep list-objects-shows-rsa-key 'label: +rsa' objects.txt || true
+    if check delete-cert p11 "${U[@]}" --delete-object --type cert --id 03; then
+        p11 "${T[@]}" --list-objects >objects2.txt 2>&1 || true
+        if grep -q 'mycert' objects2.txt; then
+            fail deleted-cert-gone "mycert still listed"
+        else
+            pass deleted-cert-gone
+        fi
+    fi
+fi
+
+# Non-exportable: generated private keys are sensitive and never extractable.
+p11 "${U[@]}" --list-objects --type privkey >privkeys.txt 2>&1 || true
+check_grep private-keys-listed 'label: +rsa' privkeys.txt || true
+if grep -E -q 'Access:.*(:|,) +extractable' privkeys.txt ||
+    [ "$(grep -c 'Access:.*sensitive, always sensitive, never extractable' privkeys.txt)" -ne 2 ]; then
+    fail private-keys-non-exportable "expected both keys sensitive + never extractable"
+    show_tail privkeys.txt
+else
+    pass private-keys-non-exportable
+fi
+
+check_fails wrong-pin-refused p11 "${T[@]}" --login --pin 9999 --list-objects || true
+check_grep wrong-pin-is-pin-incorrect 'CKR_PIN_INCORRECT' "$(ksp_outfile wrong-pin-refused)" || true
+# One wrong PIN neither locks the token nor breaks the right one.
+check right-pin-after-wrong-pin p11 "${U[@]}" --list-objects || true
+
+ksp_finish
