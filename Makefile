@@ -114,4 +114,22 @@ format:
 clean:
 	rm -rf $(BUILD)
 
+# --- test, packaging helpers (tests/run-all.sh, packaging/ksp11.pc.in) ---
+KSP11_VERSION ?= 0.1
+
+check-integration: all
+	@bash tests/run-all.sh $(BUILD) integration
+
+check-e2e: all
+	@bash tests/run-all.sh $(BUILD) e2e
+
+.PHONY: pc
+pc: $(BUILD)/ksp11.pc
+
+$(BUILD)/ksp11.pc: packaging/ksp11.pc.in
+	@mkdir -p $(dir $@)
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(KSP11_VERSION)|g' \
+	    -e 's|@P11_MODULE_PATH@|$(P11_MODULE_PATH)|g' \
+	    -e 's|@P11_MODULE_CONFIGS@|$(P11_MODULE_CONFS)|g' $< >$@
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
