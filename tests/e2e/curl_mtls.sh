@@ -43,21 +43,33 @@ check setup-server-csr ossl_quiet openssl req -new -newkey ec -pkeyopt ec_paramg
 check setup-server-cert ossl_quiet openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key \
     -CAcreateserial -days 1 -extfile server.ext -out server.pem
 
-# Client certificate for token key $1 (label = name, id $2): CSR through the
-# engine, signed by the CA, written back to the token with the key's id.
+# client_cert NAME ID [TOKEN [PIN]]: client certificate for token key NAME (label
+# NAME, id ID): CSR through the engine, signed by the CA, written back to the
+# token with the key's id. An empty PIN means a PIN-less token.
 client_cert() {
-    local name=$1 id=$2
-    check "client-csr-$name" eng openssl req -new -engine pkcs11 -keyform engine \
-        -key "pkcs11:token=t;object=$name;type=private;pin-value=$PIN" \
+    local name=$1 id=$2 token=${3:-t} pin=${4-$PIN} uri login=()
+    uri="pkcs11:token=$token;object=$name;type=private"
+    if [ -n "$pin" ]; then
+        uri="$uri;pin-value=$pin"
+        login=(--login --pin "$pin")
+    fi
+    check "client-csr-$name" eng openssl req -new -engine pkcs11 -keyform engine -key "$uri" \
         -subj "/CN=ksp11-e2e-client-$name" -out "client-$name.csr" || return 1
     check "client-cert-$name" ossl_quiet openssl x509 -req -in "client-$name.csr" -CA ca.pem \
         -CAkey ca.key -CAcreateserial -days 1 -extfile client.ext -out "client-$name.pem" || return 1
     openssl x509 -in "client-$name.pem" -outform DER -out "client-$name.der"
-    check "client-cert-$name-on-token" p11 "${U[@]}" --write-object "client-$name.der" --type cert \
-        --id "$id" --label "$name" || return 1
+    check "client-cert-$name-on-token" p11 --token-label "$token" "${login[@]}" \
+        --write-object "client-$name.der" --type cert --id "$id" --label "$name" || return 1
 }
 client_cert rsa 01 || true
 client_cert ec 02 || true
+# A PIN-less token (behaviour.md), as a daemon or the machine itself would use.
+PINLESS=0
+if check setup-pinless-token make_pinless_token nopin 12345678 &&
+    check setup-pinless-keygen p11 --token-label nopin --keypairgen --key-type EC:prime256v1 \
+        --id 01 --label nopin && client_cert nopin 01 nopin ''; then
+    PINLESS=1
+fi
 
 if ! start_s_server s_server.log -cert server.pem -key server.key -Verify 1 -verify_return_error \
     -www -CAfile ca.pem; then
@@ -79,13 +91,16 @@ PORT_PKCS1=$S_SERVER_PORT
 
 # curl_mtls NAME KEY PORT CURL-TLS-ARGS...: one mTLS request with token key
 # KEY; the server's status page must show the verified client certificate.
+# TOKEN and KEY_PIN (empty: PIN-less) select the token.
+TOKEN=t
+KEY_PIN=$PIN
 curl_mtls() {
-    local name=$1 key=$2 port=$3 page
+    local name=$1 key=$2 port=$3 page keyuri
     shift 3
     page=$TEST_DIR/page-$name.html
+    keyuri="pkcs11:token=$TOKEN;object=$key;type=private${KEY_PIN:+;pin-value=$KEY_PIN}"
     check "curl-$name" eng curl -sS --max-time 30 --cacert ca.pem "$@" \
-        --cert "pkcs11:token=t;object=$key;type=cert" \
-        --key "pkcs11:token=t;object=$key;type=private;pin-value=$PIN" \
+        --cert "pkcs11:token=$TOKEN;object=$key;type=cert" --key "$keyuri" \
         -o "$page" "https://127.0.0.1:$port/" || return 0
     check_grep "curl-$name-client-verified" 'Verify return code: 0 \(ok\)' "$page" || true
     check_grep "curl-$name-client-cert-seen" "Subject: CN ?= ?ksp11-e2e-client-$key" "$page" || true
@@ -101,6 +116,9 @@ curl_mtls ec-tls13 ec "$PORT" --tlsv1.3 --tls-max 1.3
 check_grep curl-ec-tls13-protocol 'Protocol +: TLSv1\.3' "$TEST_DIR/page-ec-tls13.html" || true
 curl_mtls ec-tls12 ec "$PORT" --tlsv1.2 --tls-max 1.2
 check_grep curl-ec-tls12-protocol 'Protocol +: TLSv1\.2' "$TEST_DIR/page-ec-tls12.html" || true
+if [ "$PINLESS" -eq 1 ]; then
+    TOKEN=nopin KEY_PIN='' curl_mtls pinless-tls13 nopin "$PORT" --tlsv1.3 --tls-max 1.3
+fi
 
 # Negative: the server refuses a client without a certificate, and a wrong PIN
 # gets curl nowhere.

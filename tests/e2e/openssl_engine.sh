@@ -78,4 +78,17 @@ check_fails wrong-pin-refused openssl req -new -engine pkcs11 -keyform engine \
     -key "pkcs11:token=t;object=k;type=private;pin-value=9999" -subj /CN=x -out bad.csr || true
 check_grep wrong-pin-is-pin-incorrect 'PIN incorrect' "$(ksp_outfile wrong-pin-refused)" || true
 
+# PIN-less token: the engine signs without any PIN in the URI.
+if check pinless-token make_pinless_token nopin 12345678; then
+    if check pinless-keygen p11 --token-label nopin --keypairgen --key-type EC:prime256v1 \
+        --id 01 --label ec; then
+        csr_test_pinless() {
+            openssl req -new -engine pkcs11 -keyform engine \
+                -key "pkcs11:token=nopin;object=ec;type=private" -subj /CN=ksp11-e2e-nopin \
+                -out nopin.csr && openssl req -verify -noout -in nopin.csr
+        }
+        check pinless-csr csr_test_pinless || true
+    fi
+fi
+
 ksp_finish

@@ -104,4 +104,42 @@ check_grep wrong-pin-is-pin-incorrect 'CKR_PIN_INCORRECT' "$(ksp_outfile wrong-p
 # One wrong PIN neither locks the token nor breaks the right one.
 check right-pin-after-wrong-pin p11 "${U[@]}" --list-objects || true
 
+# PIN-less token (behaviour.md): empty user PIN set by the SO; then no login is
+# needed for private keys, and C_Login as user says "already logged in".
+if check pinless-token make_pinless_token nopin "$SO_PIN"; then
+    token_flags nopin >pinless-info.txt 2>&1 || echo "token nopin not listed" >>pinless-info.txt
+    if ! grep -q 'token flags' pinless-info.txt; then
+        fail pinless-no-login-required "token nopin not listed by pkcs11-tool -L"
+    elif grep -q 'login required' pinless-info.txt; then
+        fail pinless-no-login-required "token still says login required"
+        show_tail pinless-info.txt
+    else
+        pass pinless-no-login-required
+    fi
+    check_grep pinless-pin-initialized 'PIN initialized' pinless-info.txt || true
+    if check pinless-keygen p11 --token-label nopin --keypairgen --key-type EC:prime256v1 \
+        --id 01 --label ec; then
+        p11 --token-label nopin --list-objects --type privkey >pinless-keys.txt 2>&1 || true
+        check_grep pinless-private-key-visible 'label: +ec' pinless-keys.txt || true
+        check pinless-read-pubkey p11 --token-label nopin --read-object --type pubkey --id 01 \
+            -o nopin.der || true
+        der_to_pubpem nopin.der nopin.pem 2>/dev/null || true
+        if check pinless-sign p11 --token-label nopin --sign --mechanism ECDSA-SHA256 \
+            --signature-format openssl --id 01 -i data -o sig.nopin; then
+            check pinless-verify openssl dgst -sha256 -verify nopin.pem -signature sig.nopin data || true
+        fi
+        check_fails pinless-login-already-logged-in p11 --token-label nopin --login --pin 1234 \
+            --list-objects || true
+        check_grep pinless-login-is-already-logged-in 'CKR_USER_ALREADY_LOGGED_IN' \
+            "$(ksp_outfile pinless-login-already-logged-in)" || true
+    fi
+    # The first token still wants its PIN.
+    p11 --token-label t --list-objects --type privkey >t-nologin.txt 2>&1 || true
+    if grep -q 'label: *rsa' t-nologin.txt; then
+        fail pin-token-still-private "private key of token t visible without login"
+    else
+        pass pin-token-still-private
+    fi
+fi
+
 ksp_finish

@@ -297,6 +297,34 @@ p11() {
     pkcs11-tool --module "$KSP11_MODULE" "$@"
 }
 
+# The slot id (as pkcs11-tool prints it, e.g. 0x2) of the first slot holding an
+# uninitialised token: ksp11 always offers one next to the initialised tokens.
+# `pkcs11-tool --init-token` without --slot would pick the first token instead.
+empty_slot() {
+    p11 -L 2>/dev/null | awk '
+        /^Slot [0-9]+ \(0x[0-9a-fA-F]+\)/ { id = $3; gsub(/[():]/, "", id) }
+        /token state: +uninitialized/ { print id; found = 1; exit }
+        END { exit !found }'
+}
+
+# token_flags LABEL: pkcs11-tool's "token flags" line for the token LABEL.
+token_flags() {
+    p11 -L 2>/dev/null | awk -v want="$1" '
+        /^Slot / { label = "" }
+        /token label +:/ { sub(/^[^:]*: /, ""); label = $0 }
+        /token flags +:/ && label == want { print; found = 1 }
+        END { exit !found }'
+}
+
+# make_pinless_token LABEL SO-PIN: a new token whose user PIN is empty
+# (behaviour.md: SO C_InitPIN with ulPinLen 0 -> no login required).
+make_pinless_token() {
+    local slot
+    slot=$(empty_slot) || return 1
+    p11 --slot "$slot" --init-token --label "$1" --so-pin "$2" &&
+        p11 --token-label "$1" --init-pin --login --login-type so --so-pin "$2" --pin ''
+}
+
 # The libp11 OpenSSL engine shipped by libengine-pkcs11-openssl.
 ksp_engine_path() {
     local dir
