@@ -53,7 +53,7 @@ CK_RV ksp_digestinfo(CK_MECHANISM_TYPE hash, const uint8_t *digest, size_t dlen,
             return CKR_DATA_LEN_RANGE;
         }
         memcpy(out, di_prefix[i].der, di_prefix[i].len);
-        memcpy(out + di_prefix[i].len, digest, dlen);
+        memmove(out + di_prefix[i].len, digest, dlen); /* digest may sit in out */
         *out_len = di_prefix[i].len + dlen;
         return CKR_OK;
     }

@@ -7,6 +7,7 @@
  * OpenSSL's default context, never the code under test.
  */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +152,30 @@ START_TEST(test_ctx_private)
 }
 END_TEST
 
+static void *ctx_thread(void *arg)
+{
+    (void)arg;
+    return ksp_ossl_ctx();
+}
+
+START_TEST(test_ctx_concurrent_create)
+{
+    pthread_t th[8];
+    void *got[8];
+
+    ksp_ossl_ctx_free();
+    for (int i = 0; i < 8; i++) {
+        ck_assert_int_eq(pthread_create(&th[i], NULL, ctx_thread, NULL), 0);
+    }
+    for (int i = 0; i < 8; i++) {
+        ck_assert_int_eq(pthread_join(th[i], &got[i]), 0);
+        ck_assert_ptr_nonnull(got[i]);
+        ck_assert_ptr_eq(got[i], got[0]); /* one context, created once */
+    }
+    ck_assert_ptr_eq(ksp_ossl_ctx(), got[0]);
+}
+END_TEST
+
 START_TEST(test_ctx_forget)
 {
     OSSL_LIB_CTX *old = ksp_ossl_ctx();
@@ -254,8 +279,12 @@ START_TEST(test_digestinfo_sha256)
     ck_assert_rv(ksp_digestinfo(CKM_MD5, digest, 16, out, &len), CKR_MECHANISM_INVALID);
     ck_assert_rv(ksp_digestinfo(CKM_SHA_1, digest, 20, out, &len), CKR_OK);
     ck_assert_uint_eq(len, 35);
-    ck_assert_rv(ksp_digestinfo(CKM_SHA512, out, 64, out + 19, &len), CKR_OK);
+    uint8_t d64[64];
+    memset(d64, 0xEE, sizeof(d64));
+    ck_assert_rv(ksp_digestinfo(CKM_SHA512, d64, 64, out, &len), CKR_OK);
+    ck_assert_mem_eq(out + 19, d64, 64);
     ck_assert_uint_eq(len, 83);
+    ck_assert_uint_eq(out[18], 0x40);
 }
 END_TEST
 
@@ -488,6 +517,14 @@ START_TEST(test_verify_rsa_raw)
     ck_assert_rv(ksp_pub_verify(&pub, &op, (const uint8_t *)"hellp", 5, sig, 256),
                  CKR_SIGNATURE_INVALID);
     ck_assert_rv(ksp_pub_verify(&pub, &op, block, 256, sig, 128), CKR_SIGNATURE_LEN_RANGE);
+    ck_assert_rv(ksp_pub_verify(&pub, &op, block, 257, sig, 256), CKR_DATA_LEN_RANGE);
+    /* Left-padding means zeros: a block with a non-zero byte in front of
+     * "hello" is not a signature of "hello". */
+    block[10] = 0x01;
+    ossl_rsa_raw(rsa2048, block, 256, sig);
+    ck_assert_rv(ksp_pub_verify(&pub, &op, (const uint8_t *)"hello", 5, sig, 256),
+                 CKR_SIGNATURE_INVALID);
+    ck_assert_rv(ksp_pub_verify(&pub, &op, block, 256, sig, 256), CKR_OK);
     pub_free(&pub);
 }
 END_TEST
@@ -1019,6 +1056,7 @@ static Suite *swcrypto_suite(void)
     tcase_add_unchecked_fixture(tc, keys_setup, keys_teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_ctx_private);
+    tcase_add_test(tc, test_ctx_concurrent_create);
     tcase_add_test(tc, test_ctx_forget);
     tcase_add_test(tc, test_random);
     tcase_add_loop_test(tc, test_digest_vectors, 0, sizeof(vectors) / sizeof(vectors[0]));
