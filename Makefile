@@ -45,10 +45,13 @@ UNIT_SRCS := $(filter-out tests/unit/testlib.c,$(wildcard tests/unit/check_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 TESTLIB   := $(wildcard tests/unit/testlib.c)
 TESTLIB_OBJ := $(TESTLIB:%.c=$(BUILD)/%.o)
+# Integration test programs need a TPM: tests/integration/*.sh start swtpm and run them.
+INTEG_SRCS := $(wildcard tests/integration/itest_*.c)
+INTEG_BINS := $(INTEG_SRCS:tests/integration/%.c=$(BUILD)/tests/%)
 
 .PHONY: all check check-unit check-integration check-e2e demo install uninstall clean bench deps format
 
-all: $(MODULE) $(TOOL) $(UNIT_BINS)
+all: $(MODULE) $(TOOL) $(UNIT_BINS) $(INTEG_BINS)
 
 $(BUILD)/tpm/%.o: tpm/%.c
 	@mkdir -p $(dir $@)
@@ -74,6 +77,9 @@ $(TOOL): $(TOOL_OBJS)
 	$(CC) -o $@ $(TOOL_OBJS) $(LDFLAGS) -ldl $(DEPS_LIBS)
 
 $(BUILD)/tests/check_%: $(BUILD)/tests/unit/check_%.o $(TESTLIB_OBJ) $(CORE_LIB)
+	$(CC) -o $@ $< $(TESTLIB_OBJ) $(CORE_LIB) $(LDFLAGS) $(CHECK_LIBS) $(LDLIBS) -ldl
+
+$(BUILD)/tests/itest_%: $(BUILD)/tests/integration/itest_%.o $(TESTLIB_OBJ) $(CORE_LIB)
 	$(CC) -o $@ $< $(TESTLIB_OBJ) $(CORE_LIB) $(LDFLAGS) $(CHECK_LIBS) $(LDLIBS) -ldl
 
 deps:

@@ -411,7 +411,8 @@ CK_RV ksp_api_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE 
         rv = CKR_ARGUMENTS_BAD;
     } else if (ksp_object_get_inlock(s, k, &o) != CKR_OK) {
         rv = CKR_KEY_HANDLE_INVALID;
-    } else if (!ksp_attrs_bool(&o->attrs, CKA_EXTRACTABLE, false)) {
+    } else if ((o->klass == CKO_PRIVATE_KEY || o->klass == CKO_SECRET_KEY) &&
+               !ksp_attrs_bool(&o->attrs, CKA_EXTRACTABLE, false)) {
         /* §5.15 C_WrapKey: a key with CKA_EXTRACTABLE FALSE cannot be wrapped;
          * every ksp11 private key is such a key (DESIGN.md §3). */
         rv = CKR_KEY_UNEXTRACTABLE;

@@ -94,6 +94,7 @@ struct ksp_lib {
     CK_OBJECT_HANDLE next_object;
     const struct ksp_backend_ops *soft_ops;
     struct ksp_backend *soft;   /* opened lazily */
+    struct ksp_backend *tpm;    /* opened lazily; connects on first use */
 };
 
 extern struct ksp_lib ksp_lib;
@@ -107,8 +108,11 @@ CK_RV ksp_enter(void);
 void ksp_leave(void);
 /* ksp_enter, then look up a session; on CKR_OK the lock is held. */
 CK_RV ksp_enter_session(CK_SESSION_HANDLE h, struct ksp_session **s);
-/* The soft backend, opened on first use. */
-CK_RV ksp_soft_backend_inlock(struct ksp_backend **out);
+/* The backend with a KSP11_BACKEND_* id, opened on first use. ops may be NULL. */
+CK_RV ksp_backend_get_inlock(CK_ULONG id, const struct ksp_backend_ops **ops,
+                             struct ksp_backend **out);
+/* The ops of a backend id, or NULL. */
+const struct ksp_backend_ops *ksp_backend_ops_by_id(CK_ULONG id);
 
 /* ---- token.c ---- */
 /* Rescan the store root for tokens; keeps existing slots; ensures one empty slot. */
@@ -123,6 +127,10 @@ CK_RV ksp_token_meta_refresh_inlock(struct ksp_token *t);
 bool ksp_token_pinless(const struct ksp_token *t);
 
 /* ---- auth.c: PINs and login ---- */
+/* Add the SO protector of a fresh TWK to m (TPM-sealed if m->flags has
+ * KSP_META_TPM, else PIN-wrapped). */
+CK_RV ksp_auth_protect_new(struct ksp_token_meta *m, const struct ksp_buf *twk,
+                           const uint8_t *so_pin, size_t so_len);
 CK_RV ksp_auth_login_inlock(struct ksp_token *t, CK_USER_TYPE user, const uint8_t *pin,
                             size_t len);
 void ksp_auth_logout_inlock(struct ksp_token *t);

@@ -199,7 +199,7 @@ CK_RV ksp_keys_generate_inlock(struct ksp_session *s, const CK_MECHANISM *m,
     rv = ksp_policy_choose_inlock(&spec, require_hw, &ch);
     if (rv != CKR_OK)
         goto out;
-    rv = ksp_soft_backend_inlock(&be);
+    rv = ksp_backend_get_inlock(ch.backend_id, NULL, &be);
     if (rv != CKR_OK)
         goto out;
     rv = check_caps(ch.ops->caps(be), &spec);
@@ -353,7 +353,7 @@ CK_RV ksp_keys_create_inlock(struct ksp_session *s, const CK_ATTRIBUTE *tmpl, CK
         rv = template_pkcs8(&t, kt, &der);
         if (rv != CKR_OK)
             goto out;
-        rv = ksp_soft_backend_inlock(&be);
+        rv = ksp_backend_get_inlock(ch.backend_id, NULL, &be);
         if (rv != CKR_OK)
             goto out;
         if (!ch.ops->import) {

@@ -17,6 +17,7 @@
 #include "core.h"
 #include "log.h"
 #include "ossl_ctx.h"
+#include "policy.h"
 #include "secmem.h"
 
 struct ksp_lib ksp_lib;
@@ -76,8 +77,15 @@ static void discard_state(bool inherited)
         ksp_token_free(t);
     }
     if (ksp_lib.soft && !inherited)
-        ksp_lib.soft_ops->close(ksp_lib.soft);
+        ksp_soft_backend.close(ksp_lib.soft);
     ksp_lib.soft = NULL;
+    /* The TPM connection of a parent must not be used by its child. */
+    if (ksp_lib.tpm) {
+        const struct ksp_backend_ops *tpm = ksp_backend_ops_by_id(KSP11_BACKEND_TPM);
+        (inherited ? tpm->forget : tpm->close)(ksp_lib.tpm);
+    }
+    ksp_lib.tpm = NULL;
+    ksp_policy_reset();
     ksp_config_free(&ksp_lib.cfg);
     if (inherited)
         ksp_ossl_ctx_forget();
@@ -202,16 +210,35 @@ CK_RV ksp_enter_session(CK_SESSION_HANDLE h, struct ksp_session **s)
     return rv;
 }
 
-CK_RV ksp_soft_backend_inlock(struct ksp_backend **out)
+const struct ksp_backend_ops *ksp_backend_ops_by_id(CK_ULONG id)
 {
-    if (!ksp_lib.soft) {
-        CK_RV rv = ksp_lib.soft_ops->open(&ksp_lib.cfg, &ksp_lib.soft);
+    switch (id) {
+    case KSP11_BACKEND_SOFT:
+        return &ksp_soft_backend;
+    case KSP11_BACKEND_TPM:
+        return &ksp_tpm_backend ? &ksp_tpm_backend : NULL;
+    default:
+        return NULL;
+    }
+}
+
+CK_RV ksp_backend_get_inlock(CK_ULONG id, const struct ksp_backend_ops **ops,
+                             struct ksp_backend **out)
+{
+    const struct ksp_backend_ops *o = ksp_backend_ops_by_id(id);
+    struct ksp_backend **slot = id == KSP11_BACKEND_TPM ? &ksp_lib.tpm : &ksp_lib.soft;
+    if (!o)
+        return CKR_FUNCTION_FAILED;
+    if (!*slot) {
+        CK_RV rv = o->open(&ksp_lib.cfg, slot);
         if (rv != CKR_OK) {
-            ksp_err("lib", "software backend failed to open: %s", ksp_rv_name(rv));
+            ksp_err("lib", "%s backend failed to open: %s", o->name, ksp_rv_name(rv));
             return rv;
         }
     }
-    *out = ksp_lib.soft;
+    if (ops)
+        *ops = o;
+    *out = *slot;
     return CKR_OK;
 }
 

@@ -22,9 +22,7 @@ void ksp_object_free(struct ksp_object *o)
     if (!o)
         return;
     if (o->bkey) {
-        /* Only the soft backend exists in this build of the object model;
-         * TPM keys are unloaded through their backend as well. */
-        const struct ksp_backend_ops *ops = ksp_lib.soft_ops;
+        const struct ksp_backend_ops *ops = ksp_backend_ops_by_id(o->backend);
         if (ops)
             ops->key_unload(o->bkey);
     }
@@ -276,7 +274,7 @@ void ksp_objects_unload_keys_inlock(struct ksp_token *t)
     }
     for (struct ksp_object *o = t->objects; o; o = o->next) {
         if (o->bkey) {
-            ksp_lib.soft_ops->key_unload(o->bkey);
+            ksp_backend_ops_by_id(o->backend)->key_unload(o->bkey);
             o->bkey = NULL;
         }
         /* Old handles to private objects must stay invalid forever. */
@@ -293,18 +291,16 @@ CK_RV ksp_object_bkey_inlock(struct ksp_object *o, const struct ksp_backend_ops 
     struct ksp_buf secret = {0};
     struct ksp_backend *be = NULL;
 
-    if (o->backend != KSP11_BACKEND_SOFT) {
-        ksp_err("object", "object %s: backend %lu is not available", o->id, o->backend);
-        return CKR_DEVICE_ERROR;
-    }
-    *ops = ksp_lib.soft_ops;
     if (o->bkey) {
+        *ops = ksp_backend_ops_by_id(o->backend);
         *out = o->bkey;
         return CKR_OK;
     }
-    rv = ksp_soft_backend_inlock(&be);
-    if (rv != CKR_OK)
+    rv = ksp_backend_get_inlock(o->backend, ops, &be);
+    if (rv != CKR_OK) {
+        ksp_err("object", "object %s: backend %lu is not available", o->id, o->backend);
         goto out;
+    }
     rv = ksp_auth_twk_inlock(o->token, &twk);
     if (rv != CKR_OK)
         goto out;
@@ -315,7 +311,7 @@ CK_RV ksp_object_bkey_inlock(struct ksp_object *o, const struct ksp_backend_ops 
             goto out;
         }
     }
-    rv = ksp_lib.soft_ops->key_load(be, &o->blob, &secret, &o->bkey);
+    rv = (*ops)->key_load(be, &o->blob, &secret, &o->bkey);
     if (rv != CKR_OK)
         goto out;
     *out = o->bkey;

@@ -100,8 +100,8 @@ CK_STATE ksp_session_state_inlock(const struct ksp_session *s)
 
 bool ksp_session_can_read_inlock(const struct ksp_session *s, const struct ksp_object *o)
 {
-    if (o->owner && o->owner != s)
-        return false; /* session objects belong to their session */
+    /* Session objects are visible to every session of the application that
+     * made them (PKCS#11 3.0 §4.4), i.e. of this process. */
     if (o->token != s->token)
         return false;
     if (o->is_private && effective_user(s->token) != CKU_USER)

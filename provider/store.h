@@ -35,7 +35,17 @@ struct ksp_wrapped {
 };
 
 #define KSP_META_USER_PIN_SET 0x1u  /* user PIN initialised */
-#define KSP_META_PINLESS      0x2u  /* no login required; TWK kept in clear in the 0600 file */
+#define KSP_META_PINLESS      0x2u  /* no login required */
+#define KSP_META_TPM          0x4u  /* TWK sealed in the TPM (the *_tpm fields), not PIN-wrapped */
+
+/* A TWK sealed in the TPM: the backend's sealed-object blob and the salt of the
+ * PIN -> authValue derivation. len 0 = unset. */
+#define KSP_TPM_SEALED_MAX 1024
+struct ksp_tpm_sealed {
+    uint16_t len;
+    uint8_t blob[KSP_TPM_SEALED_MAX];
+    uint8_t salt[16];
+};
 
 struct ksp_token_meta {
     char label[33];         /* UTF-8, NUL-terminated, at most 32 bytes */
@@ -46,7 +56,10 @@ struct ksp_token_meta {
     uint64_t created;       /* UTC seconds */
     struct ksp_wrapped so_twk;   /* always set */
     struct ksp_wrapped user_twk; /* valid when KSP_META_USER_PIN_SET and not PINLESS */
-    uint8_t pinless_twk[32];     /* valid when KSP_META_PINLESS */
+    uint8_t pinless_twk[32];     /* valid when KSP_META_PINLESS and not KSP_META_TPM */
+    /* With KSP_META_TPM: the TWK sealed under the SO PIN, the user PIN, and
+     * (PIN-less tokens) under an empty authValue with noDA. */
+    struct ksp_tpm_sealed so_tpm, user_tpm, pinless_tpm;
 };
 
 /* One persisted object. */

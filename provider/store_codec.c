@@ -14,7 +14,8 @@
  * Metadata body (fixed size): label[33] (NUL-terminated, zero-padded) |
  * serial[16] | flags u32 | user_fails u32 | so_fails u32 | created u64 |
  * so_twk | user_twk (each kdf u32 | iterations u32 | salt16 | nonce12 | ct32 |
- * tag16) | pinless_twk[32].
+ * tag16) | pinless_twk[32] | so_tpm | user_tpm | pinless_tpm (each len u16 |
+ * blob[1024] zero-padded | salt16).
  *
  * Decoders treat input as hostile: every length is checked against what is
  * left, and anything inconsistent is CKR_DATA_INVALID.
@@ -30,13 +31,14 @@
 #include "store.h"
 #include "store_codec.h"
 
-#define VERSION    1u
+#define VERSION    2u
 #define HDR_LEN    16u
 #define SUM_LEN    32u
 #define MAX_ATTRS  1024u
 #define WRAPPED_SZ 84u
-#define META_BODY  (33u + KSP_SERIAL_LEN + 12u + 8u + 2u * WRAPPED_SZ + 32u)
-#define META_FLAGS (KSP_META_USER_PIN_SET | KSP_META_PINLESS)
+#define TPMSEAL_SZ (2u + KSP_TPM_SEALED_MAX + 16u)
+#define META_BODY  (33u + KSP_SERIAL_LEN + 12u + 8u + 2u * WRAPPED_SZ + 32u + 3u * TPMSEAL_SZ)
+#define META_FLAGS (KSP_META_USER_PIN_SET | KSP_META_PINLESS | KSP_META_TPM)
 
 static const uint8_t MAGIC_OBJ[4] = {'K', 'S', 'P', 'O'};
 static const uint8_t MAGIC_META[4] = {'K', 'S', 'P', 'M'};
@@ -377,6 +379,31 @@ static bool get_wrapped(struct rd *r, struct ksp_wrapped *k)
     return true;
 }
 
+static void put_tpm_sealed(struct wr *w, const struct ksp_tpm_sealed *t)
+{
+    put_u16(w, t->len);
+    put_bytes(w, t->blob, sizeof(t->blob));
+    put_bytes(w, t->salt, sizeof(t->salt));
+}
+
+static bool get_tpm_sealed(struct rd *r, struct ksp_tpm_sealed *t)
+{
+    const uint8_t *b;
+    if (!get_u16(r, &t->len) || t->len > sizeof(t->blob))
+        return false;
+    if (!get_bytes(r, sizeof(t->blob), &b))
+        return false;
+    memcpy(t->blob, b, sizeof(t->blob));
+    /* Canonical form: zero padding after the blob. */
+    for (size_t i = t->len; i < sizeof(t->blob); i++)
+        if (t->blob[i])
+            return false;
+    if (!get_bytes(r, sizeof(t->salt), &b))
+        return false;
+    memcpy(t->salt, b, sizeof(t->salt));
+    return true;
+}
+
 /* Output holds the PIN-less TWK when set: callers wipe it before free(). */
 CK_RV ksp_store_meta_encode(const struct ksp_token_meta *m, uint8_t **out, size_t *out_len)
 {
@@ -406,6 +433,9 @@ CK_RV ksp_store_meta_encode(const struct ksp_token_meta *m, uint8_t **out, size_
     put_wrapped(&w, &m->so_twk);
     put_wrapped(&w, &m->user_twk);
     put_bytes(&w, m->pinless_twk, sizeof(m->pinless_twk));
+    put_tpm_sealed(&w, &m->so_tpm);
+    put_tpm_sealed(&w, &m->user_tpm);
+    put_tpm_sealed(&w, &m->pinless_tpm);
     rv = frame_end(buf, META_BODY);
     if (rv != CKR_OK)
         goto out;
@@ -461,6 +491,9 @@ CK_RV ksp_store_meta_decode(const uint8_t *in, size_t len, struct ksp_token_meta
     if (!get_bytes(&r, sizeof(m.pinless_twk), &b))
         goto out;
     memcpy(m.pinless_twk, b, sizeof(m.pinless_twk));
+    if (!get_tpm_sealed(&r, &m.so_tpm) || !get_tpm_sealed(&r, &m.user_tpm) ||
+        !get_tpm_sealed(&r, &m.pinless_tpm))
+        goto out;
     if (r.left != 0)
         goto out;
     memcpy(out, &m, sizeof(m)); /* padding too: callers may compare bytes */

@@ -10,6 +10,7 @@
 
 #include "core.h"
 #include "log.h"
+#include "policy.h"
 #include "secmem.h"
 #include "swcrypto.h"
 #include "twk.h"
@@ -135,13 +136,34 @@ CK_RV ksp_token_meta_refresh_inlock(struct ksp_token *t)
     return CKR_OK;
 }
 
-static CK_FLAGS pin_flags(uint32_t fails, CK_FLAGS low, CK_FLAGS final, CK_FLAGS locked)
+static CK_FLAGS pin_flags(CK_ULONG fails, CK_ULONG max, CK_FLAGS low, CK_FLAGS final,
+                          CK_FLAGS locked)
 {
-    if (fails >= KSP_MAX_PIN_FAIL)
+    if (fails >= max)
         return locked;
-    if (fails + 1 == KSP_MAX_PIN_FAIL)
+    if (fails + 1 == max)
         return low | final;
     return fails ? low : 0;
+}
+
+/* A TPM-sealed token's PIN state is the TPM's dictionary-attack state, which
+ * is shared by every authorisation on that TPM (semantics.md §1.4). */
+static CK_FLAGS tpm_pin_flags(void)
+{
+    const struct ksp_backend_ops *tpm = NULL;
+    struct ksp_backend *be = NULL;
+    struct ksp_da_state da;
+    if (ksp_backend_get_inlock(KSP11_BACKEND_TPM, &tpm, &be) != CKR_OK ||
+        tpm->da_state(be, &da) != CKR_OK)
+        return 0;
+    if (da.locked)
+        return CKF_USER_PIN_LOCKED | CKF_SO_PIN_LOCKED;
+    if (!da.max_failures)
+        return 0;
+    return pin_flags(da.failures, da.max_failures, CKF_USER_PIN_COUNT_LOW, CKF_USER_PIN_FINAL_TRY,
+                     CKF_USER_PIN_LOCKED) |
+           pin_flags(da.failures, da.max_failures, CKF_SO_PIN_COUNT_LOW, CKF_SO_PIN_FINAL_TRY,
+                     CKF_SO_PIN_LOCKED);
 }
 
 CK_RV ksp_token_info_inlock(struct ksp_token *t, CK_TOKEN_INFO *info)
@@ -160,10 +182,14 @@ CK_RV ksp_token_info_inlock(struct ksp_token *t, CK_TOKEN_INFO *info)
             info->flags |= CKF_USER_PIN_INITIALIZED;
         if (!(t->meta.flags & KSP_META_PINLESS))
             info->flags |= CKF_LOGIN_REQUIRED;
-        info->flags |= pin_flags(t->meta.user_fails, CKF_USER_PIN_COUNT_LOW,
-                                 CKF_USER_PIN_FINAL_TRY, CKF_USER_PIN_LOCKED);
-        info->flags |= pin_flags(t->meta.so_fails, CKF_SO_PIN_COUNT_LOW, CKF_SO_PIN_FINAL_TRY,
-                                 CKF_SO_PIN_LOCKED);
+        if (t->meta.flags & KSP_META_TPM) {
+            info->flags |= tpm_pin_flags();
+        } else {
+            info->flags |= pin_flags(t->meta.user_fails, KSP_MAX_PIN_FAIL, CKF_USER_PIN_COUNT_LOW,
+                                     CKF_USER_PIN_FINAL_TRY, CKF_USER_PIN_LOCKED);
+            info->flags |= pin_flags(t->meta.so_fails, KSP_MAX_PIN_FAIL, CKF_SO_PIN_COUNT_LOW,
+                                     CKF_SO_PIN_FINAL_TRY, CKF_SO_PIN_LOCKED);
+        }
     }
     CK_ULONG all = 0, rw = 0;
     for (struct ksp_session *s = ksp_lib.sessions; s; s = s->next) {
@@ -250,15 +276,20 @@ CK_RV ksp_token_init_inlock(struct ksp_token *t, const uint8_t *so_pin, size_t s
         m.created = (uint64_t)time(NULL);
     }
     label_from_field(label, m.label);
-    m.flags = 0;
+    /* With an acceptable TPM the new TWK is sealed in it (DESIGN.md §3). */
+    m.flags = ksp_policy_tpm_usable_inlock() ? KSP_META_TPM : 0;
     m.user_fails = 0;
     m.so_fails = 0;
+    memset(&m.so_twk, 0, sizeof(m.so_twk));
     memset(&m.user_twk, 0, sizeof(m.user_twk));
     ksp_wipe(m.pinless_twk, sizeof(m.pinless_twk));
+    memset(&m.so_tpm, 0, sizeof(m.so_tpm));
+    memset(&m.user_tpm, 0, sizeof(m.user_tpm));
+    memset(&m.pinless_tpm, 0, sizeof(m.pinless_tpm));
     rv = ksp_twk_new(&twk);
     if (rv != CKR_OK)
         goto out;
-    rv = ksp_twk_wrap(&twk, so_pin, so_len, ksp_kdf_iterations(ksp_lib.cfg.kdf_ms), &m.so_twk);
+    rv = ksp_auth_protect_new(&m, &twk, so_pin, so_len);
     if (rv != CKR_OK)
         goto out;
     if (t->initialized) {

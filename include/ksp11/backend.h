@@ -88,6 +88,28 @@ struct ksp_caps {
     CK_BBOOL native_pss;                   /* RSA_PSS_SIGN with salt = hash length natively */
 };
 
+/* What a TPM says about itself (semantics.md §2.2), read once per process. */
+struct ksp_tpm_identity {
+    CK_BBOOL present;         /* a TPM 2.0 answered */
+    CK_BBOOL is_tpm12;        /* the device is a TPM 1.2 (refused) */
+    char manufacturer[5];     /* TPM_PT_MANUFACTURER as ASCII, trailing NUL/space trimmed */
+    char vendor[17];          /* TPM_PT_VENDOR_STRING_1..4 concatenated, trimmed */
+    uint32_t fw1, fw2;        /* TPM_PT_FIRMWARE_VERSION_1/2 */
+    uint32_t revision;        /* TPM_PT_REVISION (spec revision x 100) */
+    uint32_t level, year, day_of_year;
+    uint32_t modes;           /* TPM_PT_MODES */
+    /* When !present: why ("absent", "permission-denied", "unreachable", "tpm-1.2"). */
+    char error[32];
+    char detail[128];         /* human-readable detail for the log */
+};
+
+/* Dictionary-attack state of the TPM (TPM_PT_LOCKOUT_COUNTER etc.). */
+struct ksp_da_state {
+    CK_ULONG failures;        /* TPM_PT_LOCKOUT_COUNTER */
+    CK_ULONG max_failures;    /* TPM_PT_MAX_AUTH_FAIL */
+    CK_BBOOL locked;          /* TPMA_PERMANENT inLockout */
+};
+
 struct ksp_backend_ops {
     const char *name;            /* "tpm", "soft" */
     CK_ULONG id;                 /* KSP11_BACKEND_TPM or KSP11_BACKEND_SOFT */
@@ -122,7 +144,29 @@ struct ksp_backend_ops {
                         const uint8_t *in, size_t in_len, uint8_t *out, size_t *out_len);
     /* True if concurrent private_op calls on different keys need no lock. */
     CK_BBOOL thread_safe;
+
+    /* ---- TPM-only entries; NULL in the soft backend ---- */
+    /* Connect if needed and read the TPM's identity (once; cached). A missing,
+     * unreachable, forbidden or 1.2 TPM is CKR_OK with out->present FALSE and
+     * out->error set; only internal failures are errors. */
+    CK_RV (*identity)(struct ksp_backend *be, struct ksp_tpm_identity *out);
+    /* Seal data (<= 128 bytes) in a TPM sealed-data object under the storage
+     * primary with authValue `auth` (<= 32 bytes); no_da sets noDA. */
+    CK_RV (*seal)(struct ksp_backend *be, const struct ksp_buf *data, const struct ksp_buf *auth,
+                  CK_BBOOL no_da, struct ksp_buf *blob_out);
+    /* Unseal over an encrypted session. Wrong auth: CKR_PIN_INCORRECT (the TPM
+     * counts it); lockout: CKR_PIN_LOCKED. data_out is a secret buffer. */
+    CK_RV (*unseal)(struct ksp_backend *be, const struct ksp_buf *blob, const struct ksp_buf *auth,
+                    struct ksp_buf *data_out);
+    CK_RV (*da_state)(struct ksp_backend *be, struct ksp_da_state *out);
+    /* In a forked child: release memory and descriptors without sending
+     * anything to the TPM (the connection belongs to the parent). */
+    void (*forget)(struct ksp_backend *be);
 };
+
+/* Weak so the core also links in a build without tpm/ (then the TPM is
+ * reported absent); always reach it through ksp_backend_ops_by_id(). */
+extern const struct ksp_backend_ops ksp_tpm_backend __attribute__((weak));
 
 extern const struct ksp_backend_ops ksp_soft_backend;
 
