@@ -202,37 +202,80 @@ out:
     return rv;
 }
 
+/* Longest T a signature block carries: a SHA-512 DigestInfo (19 + 64). */
+#define MAX_T_LEN 83u
+
+/*
+ * True if em (em_len bytes, em_bits significant) is a complete EMSA-PSS
+ * encoding (RFC 8017 §9.1.2 steps 4-10) with hash `hash`, MGF1 of the same
+ * hash and salt length = hash length: the only PSS form ksp11 produces.
+ * Checking the zero padding of DB, not just the 0xBC trailer, is what makes
+ * a blinded ciphertext fail: a random block passes with probability 2^-(8 *
+ * (em_len - 2 * hLen - 2)).
+ */
+static bool is_pss(CK_MECHANISM_TYPE hash, const uint8_t *em, size_t em_len, size_t em_bits)
+{
+    size_t hlen = ksp_hash_len(hash);
+    uint8_t db[1024];
+    bool ok = false;
+    if (em_len < 2 * hlen + 2 || em_len - hlen - 1 > sizeof(db))
+        return false;
+    size_t db_len = em_len - hlen - 1;
+    memcpy(db, em, db_len);
+    if (mgf1_xor(hash, em + db_len, hlen, db, db_len) != CKR_OK)
+        goto out;
+    db[0] &= (uint8_t)(0xFF >> (8 * em_len - em_bits));
+    size_t ps = db_len - hlen - 1;
+    uint8_t acc = 0;
+    for (size_t i = 0; i < ps; i++)
+        acc |= db[i];
+    ok = acc == 0 && db[ps] == 0x01;
+out:
+    OPENSSL_cleanse(db, sizeof(db));
+    return ok;
+}
+
+/*
+ * The CKM_RSA_X_509 sign guard (semantics.md §5 recommendation 4): raw RSA
+ * signs only a complete signature encoding, so that it can never serve as a
+ * decryption oracle, not even for blinded ciphertexts.
+ */
 bool ksp_rsa_raw_sign_input_ok(const uint8_t *block, size_t k, size_t mod_bits)
 {
-    size_t em_bits = 0;
-    size_t em_len = 0;
-    const uint8_t *e = NULL;
+    static const CK_MECHANISM_TYPE hashes[] = {CKM_SHA_1, CKM_SHA224, CKM_SHA256, CKM_SHA384,
+                                               CKM_SHA512};
     size_t i = 2;
 
-    if (block == NULL || mod_bits < 16 || k != (mod_bits + 7) / 8) {
+    if (block == NULL || mod_bits < 512 || k != (mod_bits + 7) / 8) {
         return false;
     }
-    /* EMSA-PKCS1-v1_5 (RFC 8017 §9.2): 00 01 FF..FF (at least 8) 00 T. */
+    /* EMSA-PKCS1-v1_5 (RFC 8017 §9.2): 00 01 FF..FF 00 T, where T is at most a
+     * DigestInfo, so the FF run covers all but MAX_T_LEN + 3 bytes. */
     if (block[0] == 0x00 && block[1] == 0x01) {
         while (i < k && block[i] == 0xFF) {
             i++;
         }
-        if (i < k && block[i] == 0x00 && i - 2 >= 8) {
+        if (i < k && block[i] == 0x00 && i - 2 >= 8 && k - i - 1 <= MAX_T_LEN) {
             return true;
         }
     }
-    /* EMSA-PSS shape (RFC 8017 §9.1.2 steps 4 and 6): value below 2^emBits,
-     * emBits = modBits - 1, and trailer 0xBC. */
-    em_bits = mod_bits - 1;
-    em_len = (em_bits + 7) / 8;
+    /* EMSA-PSS (RFC 8017 §9.1.2): emBits = modBits - 1; a leading zero byte
+     * when modBits - 1 is a multiple of 8. */
+    size_t em_bits = mod_bits - 1;
+    size_t em_len = (em_bits + 7) / 8;
     for (i = 0; i < k - em_len; i++) {
         if (block[i] != 0x00) {
             return false;
         }
     }
-    e = block + (k - em_len);
-    if ((e[0] & (uint8_t) ~(0xFF >> (8 * em_len - em_bits))) != 0) {
+    const uint8_t *e = block + (k - em_len);
+    if ((e[0] & (uint8_t) ~(0xFF >> (8 * em_len - em_bits))) != 0 || e[em_len - 1] != 0xBC) {
         return false;
     }
-    return e[em_len - 1] == 0xBC;
+    for (i = 0; i < sizeof(hashes) / sizeof(hashes[0]); i++) {
+        if (is_pss(hashes[i], e, em_len, em_bits)) {
+            return true;
+        }
+    }
+    return false;
 }

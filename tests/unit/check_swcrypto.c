@@ -339,7 +339,8 @@ static void pss_case(EVP_PKEY *pk, CK_MECHANISM_TYPE hash, CK_MECHANISM_TYPE mgf
 
     ck_assert_rv(ksp_digest(hash, (const uint8_t *)"pss message", 11, mhash), CKR_OK);
     ck_assert_rv(ksp_emsa_pss(hash, mgf, hlen, mhash, hlen, bits, em), CKR_OK);
-    ck_assert(ksp_rsa_raw_sign_input_ok(em, k, bits));
+    /* The raw-RSA guard accepts exactly the PSS form ksp11 produces. */
+    ck_assert(ksp_rsa_raw_sign_input_ok(em, k, bits) == (mgf == hash));
     ossl_rsa_raw(pk, em, k, sig);
 
     ctx = EVP_PKEY_CTX_new(pk, NULL);
@@ -393,7 +394,8 @@ START_TEST(test_emsa_pss_errors)
     ck_assert_rv(ksp_emsa_pss(CKM_SHA256, 0, 32, mhash, 32, 2048, em), CKR_MECHANISM_PARAM_INVALID);
     /* emLen = 256, hLen = 32: the largest salt is 256 - 32 - 2 = 222. */
     ck_assert_rv(ksp_emsa_pss(CKM_SHA256, CKM_SHA256, 222, mhash, 32, 2048, em), CKR_OK);
-    ck_assert(ksp_rsa_raw_sign_input_ok(em, 256, 2048));
+    /* Max-salt PSS leaves no zero padding to check: the guard refuses it. */
+    ck_assert(!ksp_rsa_raw_sign_input_ok(em, 256, 2048));
     ck_assert_rv(ksp_emsa_pss(CKM_SHA256, CKM_SHA256, 223, mhash, 32, 2048, em),
                  CKR_KEY_SIZE_RANGE);
     /* Salt 0 is deterministic. */
@@ -447,15 +449,38 @@ START_TEST(test_guard)
     memset(b, 0x80, sizeof(b));
     b[255] = 0xBC;
     ck_assert(!ksp_rsa_raw_sign_input_ok(b, 256, 2048));
+    /* Top bits clear and trailer 0xBC is only the shape of PSS: a blinded
+     * ciphertext can be made to look like that, so it is refused. */
     b[0] = 0x7F;
-    ck_assert(ksp_rsa_raw_sign_input_ok(b, 256, 2048));
+    ck_assert(!ksp_rsa_raw_sign_input_ok(b, 256, 2048));
+    for (int i = 0; i < 64; i++) {
+        ck_assert_rv(ksp_random(b, sizeof(b)), CKR_OK);
+        b[0] &= 0x7F;
+        b[255] = 0xBC;
+        ck_assert(!ksp_rsa_raw_sign_input_ok(b, 256, 2048));
+    }
+    /* A real PSS encoding (salt = hash length) passes for every hash. */
+    static const CK_MECHANISM_TYPE hs[] = {CKM_SHA_1, CKM_SHA224, CKM_SHA256, CKM_SHA384,
+                                           CKM_SHA512};
+    uint8_t mh[64] = {1, 2, 3};
+    for (size_t i = 0; i < 5; i++) {
+        size_t hl = ksp_hash_len(hs[i]);
+        ck_assert_rv(ksp_emsa_pss(hs[i], hs[i], hl, mh, hl, 2048, b), CKR_OK);
+        ck_assert(ksp_rsa_raw_sign_input_ok(b, 256, 2048));
+        b[100] ^= 0x01; /* one flipped bit in the masked padding */
+        ck_assert(!ksp_rsa_raw_sign_input_ok(b, 256, 2048));
+    }
     /* For 1025 bits the first byte must be zero. */
     uint8_t c[129];
-    memset(c, 0x11, sizeof(c));
-    c[128] = 0xBC;
-    ck_assert(!ksp_rsa_raw_sign_input_ok(c, 129, 1025));
-    c[0] = 0;
+    ck_assert_rv(ksp_emsa_pss(CKM_SHA256, CKM_SHA256, 32, mh, 32, 1025, c), CKR_OK);
     ck_assert(ksp_rsa_raw_sign_input_ok(c, 129, 1025));
+    c[0] = 0x01;
+    ck_assert(!ksp_rsa_raw_sign_input_ok(c, 129, 1025));
+    /* PKCS#1 with a T longer than any DigestInfo is not a signature block. */
+    uint8_t tl[100];
+    memset(tl, 9, sizeof(tl));
+    ck_assert_rv(ksp_emsa_pkcs1(tl, sizeof(tl), b, 256), CKR_OK);
+    ck_assert(!ksp_rsa_raw_sign_input_ok(b, 256, 2048));
     ck_assert(!ksp_rsa_raw_sign_input_ok(NULL, 256, 2048));
 }
 END_TEST
