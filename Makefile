@@ -10,6 +10,8 @@ PREFIX     ?= /usr/local
 DESTDIR    ?=
 CC         ?= cc
 BUILD      ?= build
+V          ?= 0
+Q          := $(if $(filter 1,$(V)),,@)
 PKG_CONFIG ?= pkg-config
 
 DEPS_CFLAGS := $(shell $(PKG_CONFIG) --cflags p11-kit-1 libcrypto 2>/dev/null)
@@ -22,7 +24,8 @@ CHECK_LIBS  := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 WARN     := -Wall -Wextra -Wshadow -Wformat=2 -Werror -Wno-missing-field-initializers
 CFLAGS   ?= -O2 -g
 XCFLAGS  := -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) -Iinclude -Iprovider \
-            $(DEPS_CFLAGS) -DKSP11_VERSION_MAJOR=0 -DKSP11_VERSION_MINOR=1
+            $(DEPS_CFLAGS) -DKSP11_VERSION_MAJOR=0 -DKSP11_VERSION_MINOR=1 \
+            -DKSP_DENYLIST_DEFAULT=\"$(PREFIX)/share/ksp11/tpm-denylist.conf\"
 LDLIBS   := $(DEPS_LIBS) -lpthread
 
 CORE_SRCS := $(filter-out provider/p11_entry.c,$(wildcard provider/*.c))
@@ -55,15 +58,18 @@ all: $(MODULE) $(TOOL) $(UNIT_BINS) $(INTEG_BINS)
 
 $(BUILD)/tpm/%.o: tpm/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(XCFLAGS) $(TSS_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+	@echo "  CC      $<"
+	$(Q)$(CC) $(XCFLAGS) $(TSS_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/tests/%.o: tests/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(XCFLAGS) $(CHECK_CFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+	@echo "  CC      $<"
+	$(Q)$(CC) $(XCFLAGS) $(CHECK_CFLAGS) -DKSP_SRCDIR=\"$(CURDIR)\" $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(XCFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+	@echo "  CC      $<"
+	$(Q)$(CC) $(XCFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
 $(CORE_LIB): $(CORE_OBJS)
 	@rm -f $@
@@ -107,6 +113,8 @@ install: $(MODULE) $(TOOL)
 	install -m 0644 $(MODULE) $(DESTDIR)$(P11_MODULE_PATH)/ksp11-pkcs11.so
 	install -m 0644 packaging/ksp11.module $(DESTDIR)$(P11_MODULE_CONFS)/ksp11.module
 	install -m 0755 $(TOOL) $(DESTDIR)$(PREFIX)/bin/ksp11
+	install -d $(DESTDIR)$(PREFIX)/share/ksp11
+	install -m 0644 packaging/tpm-denylist.conf $(DESTDIR)$(PREFIX)/share/ksp11/tpm-denylist.conf
 	install -d $(DESTDIR)/etc/ksp11
 	test -e $(DESTDIR)/etc/ksp11/ksp11.conf || install -m 0644 packaging/ksp11.conf $(DESTDIR)/etc/ksp11/ksp11.conf
 

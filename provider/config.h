@@ -18,7 +18,9 @@
 
 #define KSP_CONF_DEFAULT       "/etc/ksp11/ksp11.conf"
 #define KSP_MACHINE_STORE      "/var/lib/ksp11"
+#ifndef KSP_DENYLIST_DEFAULT /* set by the Makefile from PREFIX */
 #define KSP_DENYLIST_DEFAULT   "/usr/share/ksp11/tpm-denylist.conf"
+#endif
 #define KSP_DENYLIST_ETC       "/etc/ksp11/tpm-denylist.conf"
 
 struct ksp_config {
