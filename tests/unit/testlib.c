@@ -215,11 +215,22 @@ __attribute__((format(printf, 3, 4))) static void path_fmt(char *dst, size_t len
     ck_assert_msg(n >= 0 && (size_t)n < len, "path too long");
 }
 
+/* $KSP11_TEST_MODULE, else the module of $KSP11_BUILD (set by
+ * tests/run-all.sh), else build/ksp11-pkcs11.so relative to the cwd. */
 static const char *module_path(void)
 {
+    static char path[PATH_MAX];
     const char *p = getenv("KSP11_TEST_MODULE");
+    const char *build = getenv("KSP11_BUILD");
 
-    return (p != NULL && *p != '\0') ? p : DEFAULT_MODULE;
+    if (p != NULL && *p != '\0') {
+        return p;
+    }
+    if (build != NULL && *build != '\0' &&
+        (size_t)snprintf(path, sizeof(path), "%s/ksp11-pkcs11.so", build) < sizeof(path)) {
+        return path;
+    }
+    return DEFAULT_MODULE;
 }
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)

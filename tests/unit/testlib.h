@@ -3,7 +3,8 @@
  * test, the module loaded with dlopen and driven only through its function
  * list, token/session/key helpers and independent OpenSSL checks.
  *
- * The module comes from $KSP11_TEST_MODULE (default build/ksp11-pkcs11.so).
+ * The module comes from $KSP11_TEST_MODULE, else $KSP11_BUILD/ksp11-pkcs11.so,
+ * else build/ksp11-pkcs11.so.
  * Nothing here knows the module's internals.
  */
 #ifndef KSP11_TESTLIB_H
