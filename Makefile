@@ -66,6 +66,11 @@ $(BUILD)/tests/%.o: tests/%.c
 	@echo "  CC      $<"
 	$(Q)$(CC) $(XCFLAGS) $(CHECK_CFLAGS) -DKSP_SRCDIR=\"$(CURDIR)\" $(CFLAGS) -MMD -MP -c -o $@ $<
 
+$(BUILD)/tools/%.o: tools/%.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(XCFLAGS) -DKSP11_P11_MODULE_PATH=\"$(P11_MODULE_PATH)\" $(CFLAGS) -MMD -MP -c -o $@ $<
+
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"

@@ -164,6 +164,12 @@ CK_RV ksp_api_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin,
         rv = CKR_SESSION_READ_ONLY_EXISTS;
         goto out;
     }
+    /* A PIN outside the token's length range cannot be right; refuse it
+     * without spending one of the user's attempts on it. */
+    if (len < KSP_MIN_PIN_LEN || len > KSP_MAX_PIN_LEN) {
+        rv = CKR_PIN_INCORRECT;
+        goto out;
+    }
     rv = ksp_auth_login_inlock(t, user, pin, len);
 out:
     ksp_leave();

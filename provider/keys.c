@@ -374,7 +374,7 @@ CK_RV ksp_keys_create_inlock(struct ksp_session *s, const CK_ATTRIBUTE *tmpl, CK
             rv = CKR_ATTRIBUTE_VALUE_INVALID;
             goto out;
         }
-    } else if (cls == CKO_SECRET_KEY && ksp_attrs_bool(&o, CKA_SENSITIVE, false)) {
+    } else if (cls == CKO_SECRET_KEY && ksp_schema_access(&o, CKA_VALUE) != KSP_ACCESS_OK) {
         const CK_ATTRIBUTE *v = ksp_attrs_find(&o, CKA_VALUE);
         if (v) {
             rv = ksp_buf_set(&secret, v->pValue, v->ulValueLen);
@@ -478,7 +478,8 @@ CK_RV ksp_keys_derive_inlock(struct ksp_session *s, const CK_MECHANISM *m, CK_OB
         rv = can_create(s, &o);
     if (rv != CKR_OK)
         goto out;
-    bool sealed = ksp_attrs_bool(&o, CKA_SENSITIVE, false);
+    /* A value that can never be read back is never stored in clear. */
+    bool sealed = ksp_schema_access(&o, CKA_VALUE) != KSP_ACCESS_OK;
     if (sealed)
         strip_secret(&o);
     rv = ksp_object_add_inlock(s, &o, KSP11_BACKEND_NONE, NULL, sealed ? &value : NULL, out);

@@ -99,7 +99,9 @@ CK_RV ksp_key_check_inlock(struct ksp_session *s, const CK_MECHANISM *m, CK_OBJE
     if (!row || !(row->flags & mech_flag(kind)))
         return CKR_MECHANISM_INVALID;
     CK_RV rv = ksp_object_get_inlock(s, kh, &key);
-    if (rv != CKR_OK)
+    /* §5.8-5.12 *Init: a handle that is not a key is an invalid key handle. */
+    if (rv != CKR_OK || (key->klass != CKO_PUBLIC_KEY && key->klass != CKO_PRIVATE_KEY &&
+                         key->klass != CKO_SECRET_KEY))
         return CKR_KEY_HANDLE_INVALID;
     CK_OBJECT_CLASS want = (kind == KSP_OPK_SIGN || kind == KSP_OPK_DECRYPT ||
                             kind == KSP_OPK_COUNT)
@@ -564,4 +566,5 @@ size_t ksp_op_out_len(const struct ksp_op *op)
 void ksp_op_reset_input(struct ksp_op *op)
 {
     op->len = 0;
+    op->updated = false;
 }
