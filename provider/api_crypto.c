@@ -9,8 +9,8 @@
 #include "op.h"
 #include "swcrypto.h"
 
-static CK_RV op_init(const char *fn, CK_SESSION_HANDLE h, enum ksp_op_kind kind,
-                     CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k)
+static CK_RV op_init(const char *fn, CK_SESSION_HANDLE h, enum ksp_op_kind kind, CK_MECHANISM_PTR m,
+                     CK_OBJECT_HANDLE k)
 {
     struct ksp_session *s = NULL;
     CK_RV rv = ksp_enter_session(h, &s);
@@ -116,8 +116,8 @@ static CK_RV final(const char *fn, CK_SESSION_HANDLE h, enum ksp_op_kind kind, f
 
 /* Multi-part encrypt/decrypt buffer their input (RSA is one block): no output
  * until *Final. */
-static CK_RV update_out(const char *fn, CK_SESSION_HANDLE h, enum ksp_op_kind kind,
-                        CK_BYTE_PTR in, CK_ULONG in_len, CK_ULONG_PTR out_len)
+static CK_RV update_out(const char *fn, CK_SESSION_HANDLE h, enum ksp_op_kind kind, CK_BYTE_PTR in,
+                        CK_ULONG in_len, CK_ULONG_PTR out_len)
 {
     if (!out_len)
         return ksp_trace(fn, CKR_ARGUMENTS_BAD);
@@ -183,8 +183,8 @@ CK_RV ksp_api_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m)
 CK_RV ksp_api_Digest(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
                      CK_ULONG_PTR out_len)
 {
-    return single("C_Digest", h, KSP_OPK_DIGEST, true, ksp_op_digest_final_inlock, in, in_len,
-                  out, out_len);
+    return single("C_Digest", h, KSP_OPK_DIGEST, true, ksp_op_digest_final_inlock, in, in_len, out,
+                  out_len);
 }
 
 CK_RV ksp_api_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len)
@@ -316,8 +316,8 @@ CK_RV ksp_api_VerifyRecoverInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJE
     return unsupported("C_VerifyRecoverInit", h);
 }
 
-CK_RV ksp_api_VerifyRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len,
-                            CK_BYTE_PTR out, CK_ULONG_PTR out_len)
+CK_RV ksp_api_VerifyRecover(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len, CK_BYTE_PTR out,
+                            CK_ULONG_PTR out_len)
 {
     (void)sig;
     (void)sig_len;

@@ -34,8 +34,7 @@ CK_RV ksp_api_GetInfo(CK_INFO_PTR info)
         info->cryptokiVersion.minor = 40;
         ksp_pad(info->manufacturerID, sizeof(info->manufacturerID), "ksp11");
         info->flags = 0;
-        ksp_pad(info->libraryDescription, sizeof(info->libraryDescription),
-                "ksp11 PKCS#11 module");
+        ksp_pad(info->libraryDescription, sizeof(info->libraryDescription), "ksp11 PKCS#11 module");
         info->libraryVersion.major = KSP11_VERSION_MAJOR;
         info->libraryVersion.minor = KSP11_VERSION_MINOR;
     }
@@ -211,8 +210,8 @@ out:
     return ksp_trace("C_InitPIN", rv);
 }
 
-CK_RV ksp_api_SetPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR old, CK_ULONG old_len, CK_UTF8CHAR_PTR pin,
-                     CK_ULONG len)
+CK_RV ksp_api_SetPIN(CK_SESSION_HANDLE h, CK_UTF8CHAR_PTR old, CK_ULONG old_len,
+                     CK_UTF8CHAR_PTR pin, CK_ULONG len)
 {
     struct ksp_session *s = NULL;
     CK_RV rv = ksp_enter();

@@ -151,8 +151,8 @@ static CK_RV verify(struct ksp_token *t, enum protector p, const uint8_t *pin, s
     rv = unprotect(t, p, pin, len, twk_out);
     if (rv == CKR_PIN_INCORRECT) {
         (*fails)++;
-        ksp_warn("auth", "token %s: wrong %s PIN (%u of %u)", t->serial, protector_name(p),
-                 *fails, KSP_MAX_PIN_FAIL);
+        ksp_warn("auth", "token %s: wrong %s PIN (%u of %u)", t->serial, protector_name(p), *fails,
+                 KSP_MAX_PIN_FAIL);
         CK_RV wrv = write_meta(t, &t->meta);
         return wrv == CKR_OK ? CKR_PIN_INCORRECT : wrv;
     }
@@ -175,8 +175,7 @@ CK_RV ksp_auth_protect_new(struct ksp_token_meta *m, const struct ksp_buf *twk,
     return protect(m, P_SO, twk, so_pin, so_len);
 }
 
-CK_RV ksp_auth_login_inlock(struct ksp_token *t, CK_USER_TYPE user, const uint8_t *pin,
-                            size_t len)
+CK_RV ksp_auth_login_inlock(struct ksp_token *t, CK_USER_TYPE user, const uint8_t *pin, size_t len)
 {
     CK_RV rv = CKR_GENERAL_ERROR;
     struct ksp_buf twk = {0};

@@ -16,23 +16,23 @@
 
 #include "ksp11/pkcs11.h"
 
-#define KSP_CONF_DEFAULT       "/etc/ksp11/ksp11.conf"
-#define KSP_MACHINE_STORE      "/var/lib/ksp11"
+#define KSP_CONF_DEFAULT  "/etc/ksp11/ksp11.conf"
+#define KSP_MACHINE_STORE "/var/lib/ksp11"
 #ifndef KSP_DENYLIST_DEFAULT /* set by the Makefile from PREFIX */
-#define KSP_DENYLIST_DEFAULT   "/usr/share/ksp11/tpm-denylist.conf"
+#define KSP_DENYLIST_DEFAULT "/usr/share/ksp11/tpm-denylist.conf"
 #endif
-#define KSP_DENYLIST_ETC       "/etc/ksp11/tpm-denylist.conf"
+#define KSP_DENYLIST_ETC "/etc/ksp11/tpm-denylist.conf"
 
 struct ksp_config {
-    char *conf_path;       /* the file that was read, or NULL */
-    char *store_root;      /* always set after ksp_config_load */
-    char *tcti;            /* NULL = default order (device, then tabrmd) */
-    char *denylist;        /* NULL = default locations */
-    char *log_file;        /* NULL = syslog */
-    int log_level;         /* enum ksp_log_level; default KSP_LOG_WARN */
-    bool fallback_software;/* default true */
+    char *conf_path;         /* the file that was read, or NULL */
+    char *store_root;        /* always set after ksp_config_load */
+    char *tcti;              /* NULL = default order (device, then tabrmd) */
+    char *denylist;          /* NULL = default locations */
+    char *log_file;          /* NULL = syslog */
+    int log_level;           /* enum ksp_log_level; default KSP_LOG_WARN */
+    bool fallback_software;  /* default true */
     bool allow_software_tpm; /* default true (swtpm accepted, flagged virtual) */
-    unsigned kdf_ms;       /* PIN KDF target milliseconds; default 100 */
+    unsigned kdf_ms;         /* PIN KDF target milliseconds; default 100 */
 };
 
 /*

@@ -33,18 +33,18 @@ struct ksp_object {
     char id[KSP_OBJID_LEN + 1]; /* store file id, also CKA_UNIQUE_ID */
     struct ksp_attrs attrs;     /* every attribute except secret components */
     CK_OBJECT_CLASS klass;
-    bool on_token;              /* CKA_TOKEN */
-    bool is_private;            /* CKA_PRIVATE */
-    CK_ULONG backend;           /* KSP11_BACKEND_* for keys with private material */
-    struct ksp_buf blob;        /* backend blob (not secret) */
-    struct ksp_buf sealed;      /* secret part sealed under the token TWK */
-    struct ksp_bkey *bkey;      /* loaded backend key, cached while logged in */
+    bool on_token;         /* CKA_TOKEN */
+    bool is_private;       /* CKA_PRIVATE */
+    CK_ULONG backend;      /* KSP11_BACKEND_* for keys with private material */
+    struct ksp_buf blob;   /* backend blob (not secret) */
+    struct ksp_buf sealed; /* secret part sealed under the token TWK */
+    struct ksp_bkey *bkey; /* loaded backend key, cached while logged in */
     struct ksp_object *next;
 };
 
 struct ksp_token {
     CK_SLOT_ID slot;
-    bool initialized;           /* false: the empty slot for C_InitToken */
+    bool initialized; /* false: the empty slot for C_InitToken */
     char serial[KSP_SERIAL_LEN + 1];
     char *dir;                  /* token directory; NULL for the empty slot */
     struct ksp_token_meta meta; /* cached metadata */
@@ -52,7 +52,7 @@ struct ksp_token {
     struct ksp_buf twk;         /* token wrapping key while available */
     struct ksp_object *objects; /* token objects (cache of the store) */
     bool objects_loaded;
-    uint64_t generation;        /* store generation of the cache */
+    uint64_t generation; /* store generation of the cache */
     struct ksp_token *next;
 };
 
@@ -75,7 +75,7 @@ struct ksp_find {
 struct ksp_session {
     CK_SESSION_HANDLE handle;
     struct ksp_token *token;
-    CK_FLAGS flags;             /* CKF_SERIAL_SESSION | CKF_RW_SESSION */
+    CK_FLAGS flags; /* CKF_SERIAL_SESSION | CKF_RW_SESSION */
     struct ksp_op *ops[KSP_OPK_COUNT];
     struct ksp_find find;
     bool find_active;
@@ -93,8 +93,8 @@ struct ksp_lib {
     CK_SESSION_HANDLE next_session;
     CK_OBJECT_HANDLE next_object;
     const struct ksp_backend_ops *soft_ops;
-    struct ksp_backend *soft;   /* opened lazily */
-    struct ksp_backend *tpm;    /* opened lazily; connects on first use */
+    struct ksp_backend *soft; /* opened lazily */
+    struct ksp_backend *tpm;  /* opened lazily; connects on first use */
 };
 
 extern struct ksp_lib ksp_lib;
@@ -131,8 +131,7 @@ bool ksp_token_pinless(const struct ksp_token *t);
  * KSP_META_TPM, else PIN-wrapped). */
 CK_RV ksp_auth_protect_new(struct ksp_token_meta *m, const struct ksp_buf *twk,
                            const uint8_t *so_pin, size_t so_len);
-CK_RV ksp_auth_login_inlock(struct ksp_token *t, CK_USER_TYPE user, const uint8_t *pin,
-                            size_t len);
+CK_RV ksp_auth_login_inlock(struct ksp_token *t, CK_USER_TYPE user, const uint8_t *pin, size_t len);
 void ksp_auth_logout_inlock(struct ksp_token *t);
 CK_RV ksp_auth_init_pin_inlock(struct ksp_token *t, const uint8_t *pin, size_t len);
 CK_RV ksp_auth_set_pin_inlock(struct ksp_token *t, CK_USER_TYPE who, const uint8_t *old_pin,

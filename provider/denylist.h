@@ -35,7 +35,7 @@ struct ksp_deny_rule {
 struct ksp_denylist {
     struct ksp_deny_rule *rules;
     size_t n;
-    char source[256];        /* file path or "built-in" */
+    char source[256]; /* file path or "built-in" */
 };
 
 /* Parse text (any bytes) into list; never fails on bad lines. */

@@ -120,9 +120,9 @@ static CK_RV check_caps(const struct ksp_caps *caps, const struct ksp_keyspec *s
     return CKR_CURVE_NOT_SUPPORTED;
 }
 
-CK_RV ksp_keys_generate_inlock(struct ksp_session *s, const CK_MECHANISM *m,
-                               const CK_ATTRIBUTE *pt, CK_ULONG pn, const CK_ATTRIBUTE *vt,
-                               CK_ULONG vn, CK_OBJECT_HANDLE *hpub, CK_OBJECT_HANDLE *hpriv)
+CK_RV ksp_keys_generate_inlock(struct ksp_session *s, const CK_MECHANISM *m, const CK_ATTRIBUTE *pt,
+                               CK_ULONG pn, const CK_ATTRIBUTE *vt, CK_ULONG vn,
+                               CK_OBJECT_HANDLE *hpub, CK_OBJECT_HANDLE *hpriv)
 {
     CK_RV rv = CKR_GENERAL_ERROR;
     struct ksp_attrs pub_t, priv_t, pub_c, priv_c, pub_o, priv_o;

@@ -8,7 +8,7 @@
 #include "mech.h"
 #include "swcrypto.h"
 
-#define SIGNV (CKF_SIGN | CKF_VERIFY)
+#define SIGNV      (CKF_SIGN | CKF_VERIFY)
 #define RSA_OP_MIN 1024
 #define RSA_OP_MAX 16384
 
@@ -60,8 +60,7 @@ static CK_RV pss_params(const struct ksp_mech *row, const CK_MECHANISM *m, struc
     return CKR_OK;
 }
 
-static CK_RV oaep_params(const struct ksp_mech *row, const CK_MECHANISM *m,
-                         struct ksp_mparams *out)
+static CK_RV oaep_params(const struct ksp_mech *row, const CK_MECHANISM *m, struct ksp_mparams *out)
 {
     (void)row;
     const CK_RSA_PKCS_OAEP_PARAMS *p = m->pParameter;
@@ -86,8 +85,7 @@ static CK_RV oaep_params(const struct ksp_mech *row, const CK_MECHANISM *m,
     return CKR_OK;
 }
 
-static CK_RV ecdh_params(const struct ksp_mech *row, const CK_MECHANISM *m,
-                         struct ksp_mparams *out)
+static CK_RV ecdh_params(const struct ksp_mech *row, const CK_MECHANISM *m, struct ksp_mparams *out)
 {
     (void)row;
     const CK_ECDH1_DERIVE_PARAMS *p = m->pParameter;
@@ -128,15 +126,25 @@ static CK_RV ecdh_params(const struct ksp_mech *row, const CK_MECHANISM *m,
     return CKR_OK;
 }
 
-#define RSA_SIGN(t, h, p, v) {t, RSA_OP_MIN, RSA_OP_MAX, SIGNV, CKK_RSA, h, p, v}
-#define EC_SIGN(t, h)        {t, 256, 521, SIGNV, CKK_EC, h, KSP_PAD_ECDSA, no_params}
-#define DIGEST(t)            {t, 0, 0, CKF_DIGEST, CK_UNAVAILABLE_INFORMATION, t, KSP_PAD_DIGEST, no_params}
+#define RSA_SIGN(t, h, p, v)                                                                       \
+    {                                                                                              \
+        t, RSA_OP_MIN, RSA_OP_MAX, SIGNV, CKK_RSA, h, p, v                                         \
+    }
+#define EC_SIGN(t, h)                                                                              \
+    {                                                                                              \
+        t, 256, 521, SIGNV, CKK_EC, h, KSP_PAD_ECDSA, no_params                                    \
+    }
+#define DIGEST(t)                                                                                  \
+    {                                                                                              \
+        t, 0, 0, CKF_DIGEST, CK_UNAVAILABLE_INFORMATION, t, KSP_PAD_DIGEST, no_params              \
+    }
 
 static const struct ksp_mech mechs[] = {
     {CKM_RSA_PKCS_KEY_PAIR_GEN, 2048, 4096, CKF_GENERATE_KEY_PAIR, CKK_RSA, 0, KSP_PAD_KEYGEN,
      no_params},
-    {CKM_EC_KEY_PAIR_GEN, 256, 521, CKF_GENERATE_KEY_PAIR | CKF_EC_F_P | CKF_EC_NAMEDCURVE |
-     CKF_EC_UNCOMPRESS, CKK_EC, 0, KSP_PAD_KEYGEN, no_params},
+    {CKM_EC_KEY_PAIR_GEN, 256, 521,
+     CKF_GENERATE_KEY_PAIR | CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS, CKK_EC, 0,
+     KSP_PAD_KEYGEN, no_params},
     {CKM_RSA_PKCS, RSA_OP_MIN, RSA_OP_MAX, SIGNV | CKF_ENCRYPT | CKF_DECRYPT, CKK_RSA, 0,
      KSP_PAD_PKCS1, no_params},
     RSA_SIGN(CKM_RSA_X_509, 0, KSP_PAD_X509, no_params),
@@ -151,8 +159,8 @@ static const struct ksp_mech mechs[] = {
     RSA_SIGN(CKM_SHA256_RSA_PKCS_PSS, CKM_SHA256, KSP_PAD_PSS, pss_params),
     RSA_SIGN(CKM_SHA384_RSA_PKCS_PSS, CKM_SHA384, KSP_PAD_PSS, pss_params),
     RSA_SIGN(CKM_SHA512_RSA_PKCS_PSS, CKM_SHA512, KSP_PAD_PSS, pss_params),
-    {CKM_RSA_PKCS_OAEP, RSA_OP_MIN, RSA_OP_MAX, CKF_ENCRYPT | CKF_DECRYPT, CKK_RSA, 0,
-     KSP_PAD_OAEP, oaep_params},
+    {CKM_RSA_PKCS_OAEP, RSA_OP_MIN, RSA_OP_MAX, CKF_ENCRYPT | CKF_DECRYPT, CKK_RSA, 0, KSP_PAD_OAEP,
+     oaep_params},
     EC_SIGN(CKM_ECDSA, 0),
     EC_SIGN(CKM_ECDSA_SHA1, CKM_SHA_1),
     EC_SIGN(CKM_ECDSA_SHA224, CKM_SHA224),

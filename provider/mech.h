@@ -28,21 +28,21 @@ struct ksp_mparams {
     CK_MECHANISM_TYPE hash;     /* PSS/OAEP hash */
     CK_MECHANISM_TYPE mgf_hash; /* MGF1 hash */
     size_t salt_len;
-    uint8_t *label;             /* OAEP label (malloc'd) */
+    uint8_t *label; /* OAEP label (malloc'd) */
     size_t label_len;
-    CK_ULONG kdf;               /* ECDH */
-    uint8_t *shared;            /* ECDH shared data (malloc'd) */
+    CK_ULONG kdf;    /* ECDH */
+    uint8_t *shared; /* ECDH shared data (malloc'd) */
     size_t shared_len;
-    uint8_t *peer;              /* ECDH public data (malloc'd) */
+    uint8_t *peer; /* ECDH public data (malloc'd) */
     size_t peer_len;
 };
 
 struct ksp_mech {
     CK_MECHANISM_TYPE type;
     CK_ULONG min_bits, max_bits;
-    CK_FLAGS flags;             /* CKF_SIGN, CKF_VERIFY, ... */
-    CK_KEY_TYPE key_type;       /* CKK_RSA, CKK_EC, or CK_UNAVAILABLE_INFORMATION */
-    CK_MECHANISM_TYPE hash;     /* hash the core computes first; 0 = none */
+    CK_FLAGS flags;         /* CKF_SIGN, CKF_VERIFY, ... */
+    CK_KEY_TYPE key_type;   /* CKK_RSA, CKK_EC, or CK_UNAVAILABLE_INFORMATION */
+    CK_MECHANISM_TYPE hash; /* hash the core computes first; 0 = none */
     enum ksp_pad pad;
     CK_RV (*validate)(const struct ksp_mech *row, const CK_MECHANISM *m, struct ksp_mparams *out);
 };

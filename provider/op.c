@@ -23,14 +23,14 @@ struct ksp_op {
     enum ksp_op_kind kind;
     const struct ksp_mech *mech;
     struct ksp_mparams params;
-    CK_OBJECT_HANDLE key;   /* sign/decrypt: private key */
-    struct ksp_pubkey pub;  /* verify/encrypt: public key */
+    CK_OBJECT_HANDLE key;  /* sign/decrypt: private key */
+    struct ksp_pubkey pub; /* verify/encrypt: public key */
     size_t key_bits;
-    size_t out_len;         /* signature / ciphertext length; digest length */
+    size_t out_len; /* signature / ciphertext length; digest length */
     struct ksp_digest *dg;
-    uint8_t *buf;           /* raw mechanisms: accumulated input */
+    uint8_t *buf; /* raw mechanisms: accumulated input */
     size_t len;
-    bool updated;           /* a C_*Update was made */
+    bool updated; /* a C_*Update was made */
 };
 
 void ksp_op_free(struct ksp_op *op)
@@ -103,10 +103,9 @@ CK_RV ksp_key_check_inlock(struct ksp_session *s, const CK_MECHANISM *m, CK_OBJE
     if (rv != CKR_OK || (key->klass != CKO_PUBLIC_KEY && key->klass != CKO_PRIVATE_KEY &&
                          key->klass != CKO_SECRET_KEY))
         return CKR_KEY_HANDLE_INVALID;
-    CK_OBJECT_CLASS want = (kind == KSP_OPK_SIGN || kind == KSP_OPK_DECRYPT ||
-                            kind == KSP_OPK_COUNT)
-                               ? CKO_PRIVATE_KEY
-                               : CKO_PUBLIC_KEY;
+    CK_OBJECT_CLASS want =
+        (kind == KSP_OPK_SIGN || kind == KSP_OPK_DECRYPT || kind == KSP_OPK_COUNT) ? CKO_PRIVATE_KEY
+                                                                                   : CKO_PUBLIC_KEY;
     if (ksp_attrs_ulong(&key->attrs, CKA_KEY_TYPE, &kt) != CKR_OK || key->klass != want ||
         kt != row->key_type)
         return CKR_KEY_TYPE_INCONSISTENT;
@@ -379,8 +378,8 @@ static CK_RV do_sign(struct ksp_session *s, struct ksp_op *op, const uint8_t *ms
 static CK_RV do_verify(struct ksp_op *op, const uint8_t *msg, size_t mlen, const uint8_t *sig,
                        size_t sig_len)
 {
-    struct ksp_pubop p = {.hash = op->params.hash, .mgf_hash = op->params.mgf_hash,
-                          .salt_len = op->params.salt_len};
+    struct ksp_pubop p = {
+        .hash = op->params.hash, .mgf_hash = op->params.mgf_hash, .salt_len = op->params.salt_len};
     uint8_t t[128 + 64];
     size_t tlen = sizeof(t);
     switch (op->mech->pad) {
@@ -475,8 +474,10 @@ CK_RV ksp_op_digest_final_inlock(struct ksp_session *s, uint8_t *out, CK_ULONG *
 CK_RV ksp_op_encrypt_final_inlock(struct ksp_session *s, uint8_t *out, CK_ULONG *out_len)
 {
     struct ksp_op *op = s->ops[KSP_OPK_ENCRYPT];
-    struct ksp_pubop p = {.hash = op->params.hash, .mgf_hash = op->params.mgf_hash,
-                          .label = op->params.label, .label_len = op->params.label_len};
+    struct ksp_pubop p = {.hash = op->params.hash,
+                          .mgf_hash = op->params.mgf_hash,
+                          .label = op->params.label,
+                          .label_len = op->params.label_len};
     p.kind = op->mech->pad == KSP_PAD_OAEP ? KSP_PUB_RSA_OAEP : KSP_PUB_RSA_PKCS1;
     if (!out) {
         *out_len = op->out_len;
@@ -487,8 +488,8 @@ CK_RV ksp_op_encrypt_final_inlock(struct ksp_session *s, uint8_t *out, CK_ULONG 
         return CKR_BUFFER_TOO_SMALL;
     }
     size_t len = *out_len;
-    CK_RV rv = ksp_pub_encrypt(&op->pub, &p, op->buf ? op->buf : (const uint8_t *)"", op->len,
-                               out, &len);
+    CK_RV rv =
+        ksp_pub_encrypt(&op->pub, &p, op->buf ? op->buf : (const uint8_t *)"", op->len, out, &len);
     if (rv == CKR_OK)
         *out_len = len;
     end_op(s, KSP_OPK_ENCRYPT);
@@ -522,10 +523,11 @@ CK_RV ksp_op_decrypt_final_inlock(struct ksp_session *s, uint8_t *out, CK_ULONG 
     rv = ksp_object_bkey_inlock(key, &ops, &bk);
     if (rv != CKR_OK)
         goto done;
-    struct ksp_prim_args a = {.hash = op->params.hash, .mgf_hash = op->params.mgf_hash,
-                              .label = op->params.label, .label_len = op->params.label_len};
-    a.prim = op->mech->pad == KSP_PAD_OAEP ? KSP_PRIM_RSA_DECRYPT_OAEP
-                                           : KSP_PRIM_RSA_DECRYPT_PKCS1;
+    struct ksp_prim_args a = {.hash = op->params.hash,
+                              .mgf_hash = op->params.mgf_hash,
+                              .label = op->params.label,
+                              .label_len = op->params.label_len};
+    a.prim = op->mech->pad == KSP_PAD_OAEP ? KSP_PRIM_RSA_DECRYPT_OAEP : KSP_PRIM_RSA_DECRYPT_PKCS1;
     tmp = ksp_secmem_alloc(op->out_len);
     if (!tmp) {
         rv = CKR_HOST_MEMORY;

@@ -39,10 +39,10 @@ static CK_RV message_unsupported(void)
 }
 
 #define FUNCTIONS_2_40                                                                             \
-    ksp_api_Initialize, ksp_api_Finalize, ksp_api_GetInfo, C_GetFunctionList,           \
-        ksp_api_GetSlotList, ksp_api_GetSlotInfo, ksp_api_GetTokenInfo,                            \
-        ksp_api_GetMechanismList, ksp_api_GetMechanismInfo, ksp_api_InitToken, ksp_api_InitPIN,    \
-        ksp_api_SetPIN, ksp_api_OpenSession, ksp_api_CloseSession, ksp_api_CloseAllSessions,       \
+    ksp_api_Initialize, ksp_api_Finalize, ksp_api_GetInfo, C_GetFunctionList, ksp_api_GetSlotList, \
+        ksp_api_GetSlotInfo, ksp_api_GetTokenInfo, ksp_api_GetMechanismList,                       \
+        ksp_api_GetMechanismInfo, ksp_api_InitToken, ksp_api_InitPIN, ksp_api_SetPIN,              \
+        ksp_api_OpenSession, ksp_api_CloseSession, ksp_api_CloseAllSessions,                       \
         ksp_api_GetSessionInfo, ksp_api_GetOperationState, ksp_api_SetOperationState,              \
         ksp_api_Login, ksp_api_Logout, ksp_api_CreateObject, ksp_api_CopyObject,                   \
         ksp_api_DestroyObject, ksp_api_GetObjectSize, ksp_api_GetAttributeValue,                   \
@@ -66,16 +66,13 @@ static CK_RV get_interface(CK_UTF8CHAR_PTR name, CK_VERSION_PTR version, CK_INTE
                            CK_FLAGS flags);
 
 static CK_FUNCTION_LIST_3_0 list_3_0 = {
-    {{3, 0}, FUNCTIONS_2_40},
-    get_interface_list,
-    get_interface,
-    login_user,
-    session_cancel,
-    message_unsupported, message_unsupported, message_unsupported, message_unsupported,
-    message_unsupported, message_unsupported, message_unsupported, message_unsupported,
-    message_unsupported, message_unsupported, message_unsupported, message_unsupported,
-    message_unsupported, message_unsupported, message_unsupported, message_unsupported,
-    message_unsupported, message_unsupported, message_unsupported, message_unsupported,
+    {{3, 0}, FUNCTIONS_2_40}, get_interface_list,  get_interface,       login_user,
+    session_cancel,           message_unsupported, message_unsupported, message_unsupported,
+    message_unsupported,      message_unsupported, message_unsupported, message_unsupported,
+    message_unsupported,      message_unsupported, message_unsupported, message_unsupported,
+    message_unsupported,      message_unsupported, message_unsupported, message_unsupported,
+    message_unsupported,      message_unsupported, message_unsupported, message_unsupported,
+    message_unsupported,
 };
 
 static CK_INTERFACE interfaces[2] = {
@@ -118,8 +115,7 @@ static CK_RV get_interface(CK_UTF8CHAR_PTR name, CK_VERSION_PTR version, CK_INTE
         const CK_FUNCTION_LIST *fl = interfaces[i].pFunctionList;
         if (name && strcmp((const char *)name, (const char *)interfaces[i].pInterfaceName) != 0)
             continue;
-        if (version && (version->major != fl->version.major ||
-                        version->minor != fl->version.minor))
+        if (version && (version->major != fl->version.major || version->minor != fl->version.minor))
             continue;
         /* We set no interface flags; a caller demanding one gets nothing. */
         if ((flags & interfaces[i].flags) != flags)

@@ -41,9 +41,9 @@ static void describe(struct ksp_verdict *v)
 {
     const struct ksp_tpm_identity *id = &v->id;
     text(v->identity, sizeof(v->identity),
-             "manufacturer=%s vendor=%s firmware=%u.%u (0x%08x.0x%08x) spec=%u.%02u%s",
-             id->manufacturer, id->vendor, id->fw1 >> 16, id->fw1 & 0xFFFF, id->fw1, id->fw2,
-             id->revision / 100, id->revision % 100, v->virtual_tpm ? " virtual" : "");
+         "manufacturer=%s vendor=%s firmware=%u.%u (0x%08x.0x%08x) spec=%u.%02u%s",
+         id->manufacturer, id->vendor, id->fw1 >> 16, id->fw1 & 0xFFFF, id->fw1, id->fw2,
+         id->revision / 100, id->revision % 100, v->virtual_tpm ? " virtual" : "");
 }
 
 static void decide(void)
@@ -112,7 +112,7 @@ static void decide(void)
     } else {
         v->state = KSP_TPM_ACCEPTED;
         text(v->detail, sizeof(v->detail), "%s%s%s", r ? "partly denied by rule " : "accepted",
-                 r ? v->rule : "", r ? "" : "");
+             r ? v->rule : "", r ? "" : "");
     }
     ksp_denylist_free(&list);
 }

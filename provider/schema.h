@@ -26,7 +26,7 @@ enum ksp_schema_op {
 
 /* Who is acting, for attributes only the SO may set (CKA_TRUSTED). */
 struct ksp_schema_ctx {
-    bool so;             /* session is in an SO state */
+    bool so; /* session is in an SO state */
 };
 
 /*

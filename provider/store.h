@@ -21,22 +21,22 @@
 #include "attr.h"
 #include "ksp11/backend.h"
 
-#define KSP_SERIAL_LEN 16   /* hex chars */
-#define KSP_OBJID_LEN  32   /* hex chars (128 random bits) */
+#define KSP_SERIAL_LEN 16 /* hex chars */
+#define KSP_OBJID_LEN  32 /* hex chars (128 random bits) */
 
 /* A wrapped token wrapping key: AES-256-GCM under a key derived from a PIN. */
 struct ksp_wrapped {
-    uint32_t kdf;           /* KSP_KDF_* (twk.h) */
-    uint32_t iterations;    /* PBKDF2 iterations */
+    uint32_t kdf;        /* KSP_KDF_* (twk.h) */
+    uint32_t iterations; /* PBKDF2 iterations */
     uint8_t salt[16];
     uint8_t nonce[12];
     uint8_t ct[32];
     uint8_t tag[16];
 };
 
-#define KSP_META_USER_PIN_SET 0x1u  /* user PIN initialised */
-#define KSP_META_PINLESS      0x2u  /* no login required */
-#define KSP_META_TPM          0x4u  /* TWK sealed in the TPM (the *_tpm fields), not PIN-wrapped */
+#define KSP_META_USER_PIN_SET 0x1u /* user PIN initialised */
+#define KSP_META_PINLESS      0x2u /* no login required */
+#define KSP_META_TPM          0x4u /* TWK sealed in the TPM (the *_tpm fields), not PIN-wrapped */
 
 /* A TWK sealed in the TPM: the backend's sealed-object blob and the salt of the
  * PIN -> authValue derivation. len 0 = unset. */
@@ -48,12 +48,12 @@ struct ksp_tpm_sealed {
 };
 
 struct ksp_token_meta {
-    char label[33];         /* UTF-8, NUL-terminated, at most 32 bytes */
+    char label[33]; /* UTF-8, NUL-terminated, at most 32 bytes */
     char serial[KSP_SERIAL_LEN + 1];
-    uint32_t flags;         /* KSP_META_* */
-    uint32_t user_fails;    /* consecutive failed user logins */
-    uint32_t so_fails;      /* consecutive failed SO logins */
-    uint64_t created;       /* UTC seconds */
+    uint32_t flags;              /* KSP_META_* */
+    uint32_t user_fails;         /* consecutive failed user logins */
+    uint32_t so_fails;           /* consecutive failed SO logins */
+    uint64_t created;            /* UTC seconds */
     struct ksp_wrapped so_twk;   /* always set */
     struct ksp_wrapped user_twk; /* valid when KSP_META_USER_PIN_SET and not PINLESS */
     uint8_t pinless_twk[32];     /* valid when KSP_META_PINLESS and not KSP_META_TPM */

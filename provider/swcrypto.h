@@ -45,24 +45,24 @@ bool ksp_rsa_raw_sign_input_ok(const uint8_t *block, size_t k, size_t mod_bits);
 /* Parameters of a public operation, mirroring the mechanism. */
 struct ksp_pubop {
     enum {
-        KSP_PUB_RSA_RAW = 1,     /* verify: sig^e == data (left-padded); encrypt: raw */
-        KSP_PUB_RSA_PKCS1,       /* verify: data is the DigestInfo/raw message; encrypt: type 2 */
-        KSP_PUB_RSA_PSS,         /* verify: data is the digest */
-        KSP_PUB_RSA_OAEP,        /* encrypt */
-        KSP_PUB_ECDSA,           /* verify: data is the digest (any length) */
+        KSP_PUB_RSA_RAW = 1, /* verify: sig^e == data (left-padded); encrypt: raw */
+        KSP_PUB_RSA_PKCS1,   /* verify: data is the DigestInfo/raw message; encrypt: type 2 */
+        KSP_PUB_RSA_PSS,     /* verify: data is the digest */
+        KSP_PUB_RSA_OAEP,    /* encrypt */
+        KSP_PUB_ECDSA,       /* verify: data is the digest (any length) */
     } kind;
-    CK_MECHANISM_TYPE hash;      /* PSS, OAEP */
-    CK_MECHANISM_TYPE mgf_hash;  /* PSS, OAEP */
-    size_t salt_len;             /* PSS */
-    const uint8_t *label;        /* OAEP */
+    CK_MECHANISM_TYPE hash;     /* PSS, OAEP */
+    CK_MECHANISM_TYPE mgf_hash; /* PSS, OAEP */
+    size_t salt_len;            /* PSS */
+    const uint8_t *label;       /* OAEP */
     size_t label_len;
 };
 /* CKR_OK, CKR_SIGNATURE_INVALID or CKR_SIGNATURE_LEN_RANGE. ECDSA signatures are r||s. */
-CK_RV ksp_pub_verify(const struct ksp_pubkey *pub, const struct ksp_pubop *op,
-                     const uint8_t *data, size_t data_len, const uint8_t *sig, size_t sig_len);
+CK_RV ksp_pub_verify(const struct ksp_pubkey *pub, const struct ksp_pubop *op, const uint8_t *data,
+                     size_t data_len, const uint8_t *sig, size_t sig_len);
 /* Output length convention of PKCS#11 (NULL out asks; CKR_BUFFER_TOO_SMALL). */
-CK_RV ksp_pub_encrypt(const struct ksp_pubkey *pub, const struct ksp_pubop *op,
-                      const uint8_t *in, size_t in_len, uint8_t *out, size_t *out_len);
+CK_RV ksp_pub_encrypt(const struct ksp_pubkey *pub, const struct ksp_pubop *op, const uint8_t *in,
+                      size_t in_len, uint8_t *out, size_t *out_len);
 /* Check a public key is well-formed (RSA n odd, >= 1024 bits, e odd > 1; EC
  * point on the curve). CKR_ATTRIBUTE_VALUE_INVALID otherwise. */
 CK_RV ksp_pub_check(const struct ksp_pubkey *pub);

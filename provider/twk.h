@@ -8,7 +8,7 @@
 
 #include "store.h"
 
-#define KSP_TWK_LEN 32
+#define KSP_TWK_LEN           32
 #define KSP_KDF_PBKDF2_SHA256 1u
 
 /* Fresh random TWK in a secret buffer. */

@@ -76,8 +76,7 @@ START_TEST(test_hostile_text)
     /* Scopes of overlapping rules add up; the first match is reported. */
     struct ksp_tpm_identity id = ident("IFX", 1, 3);
     const struct ksp_deny_rule *first = NULL;
-    ck_assert_uint_eq(ksp_denylist_match(&l, &id, &first),
-                      KSP_DENY_ECC_SIGN | KSP_DENY_RSA_KEYGEN);
+    ck_assert_uint_eq(ksp_denylist_match(&l, &id, &first), KSP_DENY_ECC_SIGN | KSP_DENY_RSA_KEYGEN);
     ck_assert_str_eq(first->id, "ecc");
     ck_assert_uint_eq(match(&l, "IBM", 1, 1), KSP_DENY_ALL);
     /* A trailing space or NUL in the TPM's manufacturer field does not matter. */
