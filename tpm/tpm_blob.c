@@ -1,0 +1,138 @@
+/*
+ * The TPM backend's blob format (backend.h "blob"): what the core stores for
+ * a TPM key or sealed object, i.e. the public area and the parent-encrypted
+ * private area the TPM gave us at TPM2_Create, in TPM wire format behind a
+ * small header:
+ *
+ *   "KTPM" | version (1) | kind (1 key, 2 sealed) | 0 0 | TPM2B_PUBLIC | TPM2B_PRIVATE
+ *
+ * A blob read back is hostile input (it comes from a file): every length is
+ * checked by the unmarshalling, nothing may follow the private area, and the
+ * public area must be one we could have created (no restricted key, no
+ * policy, the attributes and parameters our templates use), so a planted blob
+ * cannot turn into, say, a key whose use needs no authValue.
+ */
+#include <string.h>
+
+#include "log.h"
+#include "secmem.h"
+#include "tpm_int.h"
+
+#define AREA KSP_TPM_AREA
+
+#define BLOB_MAGIC   "KTPM"
+#define BLOB_VERSION 1u
+#define BLOB_HDR     8u
+
+size_t ksp_tpm_curve_bytes(TPMI_ECC_CURVE c)
+{
+    switch (c) {
+    case TPM2_ECC_NIST_P256:
+        return 32;
+    case TPM2_ECC_NIST_P384:
+        return 48;
+    default:
+        return 0;
+    }
+}
+
+CK_RV ksp_tpm_blob_write(enum ksp_tpm_blob_kind kind, const TPM2B_PUBLIC *pub,
+                         const TPM2B_PRIVATE *priv, struct ksp_buf *out)
+{
+    uint8_t buf[BLOB_HDR + sizeof(TPM2B_PUBLIC) + sizeof(TPM2B_PRIVATE)];
+    size_t off = BLOB_HDR;
+    TSS2_RC rc = TSS2_RC_SUCCESS;
+
+    memcpy(buf, BLOB_MAGIC, 4);
+    buf[4] = BLOB_VERSION;
+    buf[5] = (uint8_t)kind;
+    buf[6] = 0;
+    buf[7] = 0;
+    rc = Tss2_MU_TPM2B_PUBLIC_Marshal(pub, buf, sizeof(buf), &off);
+    if (rc == TSS2_RC_SUCCESS) {
+        rc = Tss2_MU_TPM2B_PRIVATE_Marshal(priv, buf, sizeof(buf), &off);
+    }
+    if (rc != TSS2_RC_SUCCESS) {
+        ksp_err(AREA, "marshalling a blob: %s", Tss2_RC_Decode(rc));
+        return CKR_FUNCTION_FAILED;
+    }
+    return ksp_buf_set(out, buf, off);
+}
+
+/* The attributes and parameters our templates (tpm_keys.c, tpm_seal.c) set. */
+static bool public_ok(enum ksp_tpm_blob_kind kind, const TPMT_PUBLIC *p)
+{
+    const TPMA_OBJECT fixed =
+        TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_USERWITHAUTH;
+    TPMA_OBJECT need = fixed;
+    TPMA_OBJECT allowed = fixed | TPMA_OBJECT_NODA;
+    TPMA_OBJECT a = p->objectAttributes;
+
+    if (p->nameAlg != TPM2_ALG_SHA256 || p->authPolicy.size != 0) {
+        return false;
+    }
+    if (kind == KSP_TPM_BLOB_SEALED) {
+        const TPMS_KEYEDHASH_PARMS *kh = &p->parameters.keyedHashDetail;
+
+        return p->type == TPM2_ALG_KEYEDHASH && (a & need) == need && (a & ~allowed) == 0 &&
+               kh->scheme.scheme == TPM2_ALG_NULL && p->unique.keyedHash.size <= 32;
+    }
+    need |= TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_SIGN_ENCRYPT;
+    allowed |= TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_DECRYPT;
+    if ((a & need) != need || (a & ~allowed) != 0) {
+        return false;
+    }
+    if (p->type == TPM2_ALG_RSA) {
+        const TPMS_RSA_PARMS *r = &p->parameters.rsaDetail;
+
+        /* The core's raw RSA (PSS synthesis, decryption) needs decrypt. */
+        return (a & TPMA_OBJECT_DECRYPT) != 0 && r->symmetric.algorithm == TPM2_ALG_NULL &&
+               r->scheme.scheme == TPM2_ALG_NULL &&
+               (r->keyBits == 2048 || r->keyBits == 3072 || r->keyBits == 4096) &&
+               (r->exponent == 0 || r->exponent == 65537) && p->unique.rsa.size == r->keyBits / 8;
+    }
+    if (p->type == TPM2_ALG_ECC) {
+        const TPMS_ECC_PARMS *e = &p->parameters.eccDetail;
+        size_t fs = ksp_tpm_curve_bytes(e->curveID);
+
+        return fs != 0 && e->symmetric.algorithm == TPM2_ALG_NULL &&
+               e->scheme.scheme == TPM2_ALG_NULL && e->kdf.scheme == TPM2_ALG_NULL &&
+               p->unique.ecc.x.size > 0 && p->unique.ecc.x.size <= fs && p->unique.ecc.y.size > 0 &&
+               p->unique.ecc.y.size <= fs;
+    }
+    return false;
+}
+
+CK_RV ksp_tpm_blob_read(enum ksp_tpm_blob_kind kind, const struct ksp_buf *blob, TPM2B_PUBLIC *pub,
+                        TPM2B_PRIVATE *priv)
+{
+    size_t off = BLOB_HDR;
+    TSS2_RC rc = TSS2_RC_SUCCESS;
+
+    if (blob == NULL || blob->p == NULL || blob->len < BLOB_HDR ||
+        blob->len > BLOB_HDR + sizeof(TPM2B_PUBLIC) + sizeof(TPM2B_PRIVATE)) {
+        ksp_debug(AREA, "blob: bad length %zu", blob != NULL ? blob->len : 0);
+        return CKR_DATA_INVALID;
+    }
+    if (memcmp(blob->p, BLOB_MAGIC, 4) != 0 || blob->p[4] != BLOB_VERSION ||
+        blob->p[5] != (uint8_t)kind || blob->p[6] != 0 || blob->p[7] != 0) {
+        ksp_debug(AREA, "blob: not a version %u blob of kind %d", BLOB_VERSION, (int)kind);
+        return CKR_DATA_INVALID;
+    }
+    memset(pub, 0, sizeof(*pub));
+    memset(priv, 0, sizeof(*priv));
+    rc = Tss2_MU_TPM2B_PUBLIC_Unmarshal(blob->p, blob->len, &off, pub);
+    if (rc == TSS2_RC_SUCCESS) {
+        rc = Tss2_MU_TPM2B_PRIVATE_Unmarshal(blob->p, blob->len, &off, priv);
+    }
+    if (rc != TSS2_RC_SUCCESS || off != blob->len || priv->size == 0) {
+        ksp_debug(AREA, "blob: malformed TPM areas (%s, %zu of %zu bytes)",
+                  rc != TSS2_RC_SUCCESS ? Tss2_RC_Decode(rc) : "trailing data", off, blob->len);
+        return CKR_DATA_INVALID;
+    }
+    if (!public_ok(kind, &pub->publicArea)) {
+        ksp_debug(AREA, "blob: public area is not one we create");
+        return CKR_DATA_INVALID;
+    }
+    return CKR_OK;
+}

@@ -1,0 +1,151 @@
+/*
+ * Internals of the TPM 2.0 backend (DESIGN.md §3 "TPM hygiene"): the backend
+ * instance, the loaded-key handle and the functions the files of tpm/ share.
+ * Only the .c files of tpm/ include it; with them it is the only code that
+ * includes tss2.
+ *
+ * Locking: one mutex per backend instance serialises every use of its ESAPI
+ * context (ESAPI is single-threaded). Functions named *_inlock need it held,
+ * taken with ksp_tpm_lock() which also notices a fork.
+ */
+#ifndef KSP_TPM_INT_H
+#define KSP_TPM_INT_H
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <tss2/tss2_esys.h>
+#include <tss2/tss2_mu.h>
+#include <tss2/tss2_rc.h>
+#include <tss2/tss2_tctildr.h>
+
+#include "ksp11/backend.h"
+
+#define KSP_TPM_AREA "tpm"
+/* TCG "Provisioning Guidance": the storage primary's persistent handle. */
+#define KSP_TPM_SRK_HANDLE 0x81000001u
+/* Length of the random authValue of keys (= SHA-256, the nameAlg). */
+#define KSP_TPM_AUTH_LEN 32u
+/* backend.h: seal takes at most 128 bytes. */
+#define KSP_TPM_SEAL_MAX 128u
+
+struct ksp_backend {
+    pthread_mutex_t lock;
+    pid_t pid;       /* the process that owns the connection */
+    char *tcti_conf; /* cfg->tcti; NULL = device:/dev/tpmrm0, then tabrmd */
+    char *caps_path; /* "<store_root>/.tpm-caps", NULL = no cache */
+    /* LOCKED: lock, from here on */
+    TSS2_TCTI_CONTEXT *tcti;
+    ESYS_CONTEXT *esys;
+    bool quiet_finalize; /* this TCTI's finalize only closes (device, swtpm) */
+    bool dead;           /* transport failed or TPM restarted: reconnect first */
+    bool stale;          /* the TPM lost our handles: the command did not run */
+    ESYS_TR primary;     /* storage primary, ESYS_TR_NONE until needed */
+    bool primary_persistent;
+    struct ksp_tpm_identity ident; /* last identity read, or why none */
+    bool ident_valid;              /* ident came from a TPM 2.0 */
+    struct ksp_caps caps;
+    bool caps_valid;
+};
+
+/* A loaded key: what the TPM needs to load it again for every operation. It
+ * holds the authValue, so it lives in a secret buffer (ksp_secmem_alloc). */
+struct ksp_bkey {
+    struct ksp_backend *be;
+    TPM2B_PUBLIC pub;
+    TPM2B_PRIVATE priv;
+    TPM2B_AUTH auth;
+    CK_KEY_TYPE key_type; /* CKK_RSA or CKK_EC */
+    enum ksp_curve curve; /* EC */
+    size_t k;             /* RSA modulus bytes, or EC field bytes */
+};
+
+/* SIGPIPE raised by a TCTI writing to a dead socket must not kill the host:
+ * it is blocked around TPM I/O and a pending one we caused is consumed. */
+struct ksp_tpm_call {
+    sigset_t old_mask;
+    bool pipe_was_pending;
+};
+
+/* ---- tpm_ctx.c ---- */
+/* Lock the instance for one entry point; a forked child drops the inherited
+ * connection without talking to the TPM. */
+void ksp_tpm_lock(struct ksp_backend *be, struct ksp_tpm_call *call);
+void ksp_tpm_unlock(struct ksp_backend *be, struct ksp_tpm_call *call);
+/* Connect if not connected (or reconnect after a failure). CKR_DEVICE_REMOVED
+ * when there is no TPM, CKR_DEVICE_ERROR when it is unusable (1.2, no access,
+ * unreachable); be->ident says why. */
+CK_RV ksp_tpm_connect_inlock(struct ksp_backend *be);
+/* Silence tpm2-tss's own logging before the first Tss2 call. */
+void ksp_tpm_quiet_tss(void);
+
+/* ---- tpm_rc.c ---- */
+/* The TPM code without its handle/parameter/session number (format 1), or
+ * rc unchanged for other layers. */
+TSS2_RC ksp_tpm_rc_base(TSS2_RC rc);
+/* Translate rc for `what`, log it decoded, and mark the connection dead on
+ * transport failures or lost handles. Never CKR_GENERAL_ERROR. */
+CK_RV ksp_tpm_rv(struct ksp_backend *be, TSS2_RC rc, const char *what);
+
+/* ---- tpm_primary.c ---- */
+/* Storage primary: the persistent SRK if it is one, else CreatePrimary. */
+CK_RV ksp_tpm_primary_inlock(struct ksp_backend *be);
+/* Forget the primary; flush it from the TPM if `flush` and it is ours. */
+void ksp_tpm_primary_drop_inlock(struct ksp_backend *be, bool flush);
+/* An HMAC session salted with the primary, AES-128-CFB, SHA-256, with
+ * continueSession and `attrs` (TPMA_SESSION_DECRYPT / _ENCRYPT). */
+CK_RV ksp_tpm_session_inlock(struct ksp_backend *be, TPMA_SESSION attrs, ESYS_TR *out);
+/* Load an object under the primary and give ESAPI its authValue. */
+CK_RV ksp_tpm_load_inlock(struct ksp_backend *be, const TPM2B_PUBLIC *pub,
+                          const TPM2B_PRIVATE *priv, const TPM2B_AUTH *auth, ESYS_TR *out);
+/* Flush a transient object or session (errors logged, ignored); *h = NONE.
+ * The copy of an authValue ESAPI keeps is overwritten first. */
+void ksp_tpm_flush_inlock(struct ksp_backend *be, ESYS_TR *h);
+/* Create a child of the primary over a salted session that encrypts
+ * inSensitive. outPrivate/outPublic are Esys_Free'd by the caller. */
+CK_RV ksp_tpm_create_inlock(struct ksp_backend *be, const TPM2B_SENSITIVE_CREATE *sens,
+                            const TPM2B_PUBLIC *tmpl, TPM2B_PRIVATE **priv_out,
+                            TPM2B_PUBLIC **pub_out);
+/* TPM algorithm of a CKM_SHA* mechanism, TPM2_ALG_ERROR if none. */
+TPMI_ALG_HASH ksp_tpm_hash_alg(CK_MECHANISM_TYPE hash);
+
+/* ---- tpm_blob.c ---- */
+enum ksp_tpm_blob_kind {
+    KSP_TPM_BLOB_KEY = 1,    /* RSA or ECC key pair */
+    KSP_TPM_BLOB_SEALED = 2, /* keyedhash sealed data */
+};
+/* magic "KTPM" | version | kind | 0 0 | TPM2B_PUBLIC | TPM2B_PRIVATE */
+CK_RV ksp_tpm_blob_write(enum ksp_tpm_blob_kind kind, const TPM2B_PUBLIC *pub,
+                         const TPM2B_PRIVATE *priv, struct ksp_buf *out);
+/* Parse and validate a blob (hostile input): CKR_DATA_INVALID if it is not a
+ * well-formed blob of `kind` with the attributes we create. */
+CK_RV ksp_tpm_blob_read(enum ksp_tpm_blob_kind kind, const struct ksp_buf *blob, TPM2B_PUBLIC *pub,
+                        TPM2B_PRIVATE *priv);
+/* Field bytes of a supported TPM curve, 0 otherwise. */
+size_t ksp_tpm_curve_bytes(TPMI_ECC_CURVE c);
+
+/* ---- entry points (backend.h), reached through ksp_tpm_backend ---- */
+CK_RV ksp_tpm_open(const struct ksp_config *cfg, struct ksp_backend **out);
+void ksp_tpm_close(struct ksp_backend *be);
+void ksp_tpm_forget(struct ksp_backend *be);
+CK_RV ksp_tpm_identity(struct ksp_backend *be, struct ksp_tpm_identity *out);
+const struct ksp_caps *ksp_tpm_caps(struct ksp_backend *be);
+/* caps probing with the lock held (private_op needs native_pss). */
+const struct ksp_caps *ksp_tpm_caps_inlock(struct ksp_backend *be);
+CK_RV ksp_tpm_keygen(struct ksp_backend *be, const struct ksp_keyspec *spec,
+                     struct ksp_buf *blob_out, struct ksp_buf *secret_out,
+                     struct ksp_pubkey *pub_out);
+CK_RV ksp_tpm_key_load(struct ksp_backend *be, const struct ksp_buf *blob,
+                       const struct ksp_buf *secret, struct ksp_bkey **out);
+void ksp_tpm_key_unload(struct ksp_bkey *key);
+CK_RV ksp_tpm_private_op(struct ksp_bkey *key, const struct ksp_prim_args *args, const uint8_t *in,
+                         size_t in_len, uint8_t *out, size_t *out_len);
+CK_RV ksp_tpm_seal(struct ksp_backend *be, const struct ksp_buf *data, const struct ksp_buf *auth,
+                   CK_BBOOL no_da, struct ksp_buf *blob_out);
+CK_RV ksp_tpm_unseal(struct ksp_backend *be, const struct ksp_buf *blob, const struct ksp_buf *auth,
+                     struct ksp_buf *data_out);
+CK_RV ksp_tpm_da_state(struct ksp_backend *be, struct ksp_da_state *out);
+
+#endif
