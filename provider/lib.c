@@ -216,7 +216,7 @@ const struct ksp_backend_ops *ksp_backend_ops_by_id(CK_ULONG id)
     case KSP11_BACKEND_SOFT:
         return &ksp_soft_backend;
     case KSP11_BACKEND_TPM:
-        return &ksp_tpm_backend ? &ksp_tpm_backend : NULL;
+        return &ksp_tpm_backend;
     default:
         return NULL;
     }

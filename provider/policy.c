@@ -54,12 +54,6 @@ static void decide(void)
 
     memset(v, 0, sizeof(*v));
     const struct ksp_backend_ops *tpm = NULL;
-    if (!ksp_backend_ops_by_id(KSP11_BACKEND_TPM)) {
-        v->state = KSP_TPM_ABSENT;
-        text(v->reason, sizeof(v->reason), "tpm-absent");
-        text(v->detail, sizeof(v->detail), "this build has no TPM backend");
-        return;
-    }
     CK_RV rv = ksp_backend_get_inlock(KSP11_BACKEND_TPM, &tpm, &be);
     if (rv == CKR_OK)
         rv = tpm->identity(be, &v->id);

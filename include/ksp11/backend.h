@@ -168,9 +168,7 @@ struct ksp_backend_ops {
     void (*forget)(struct ksp_backend *be);
 };
 
-/* Weak so the core also links in a build without tpm/ (then the TPM is
- * reported absent); always reach it through ksp_backend_ops_by_id(). */
-extern const struct ksp_backend_ops ksp_tpm_backend __attribute__((weak));
+extern const struct ksp_backend_ops ksp_tpm_backend;
 
 extern const struct ksp_backend_ops ksp_soft_backend;
 
