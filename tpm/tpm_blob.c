@@ -122,6 +122,12 @@ CK_RV ksp_tpm_blob_read(enum ksp_tpm_blob_kind kind, const struct ksp_buf *blob,
     memset(pub, 0, sizeof(*pub));
     memset(priv, 0, sizeof(*priv));
     rc = Tss2_MU_TPM2B_PUBLIC_Unmarshal(blob->p, blob->len, &off, pub);
+    /* tpm2-tss 3.2.1 does not check a TPM2B_PUBLIC's size against the area
+     * it unmarshalled: we do, a blob has one encoding. */
+    if (rc == TSS2_RC_SUCCESS &&
+        ((size_t)blob->p[BLOB_HDR] << 8 | blob->p[BLOB_HDR + 1]) != off - BLOB_HDR - 2) {
+        rc = TSS2_MU_RC_BAD_SIZE;
+    }
     if (rc == TSS2_RC_SUCCESS) {
         rc = Tss2_MU_TPM2B_PRIVATE_Unmarshal(blob->p, blob->len, &off, priv);
     }

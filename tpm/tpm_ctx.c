@@ -84,6 +84,12 @@ void ksp_tpm_unlock(struct ksp_backend *be, struct ksp_tpm_call *call)
     sigset_t pending;
     struct timespec zero = {0, 0};
 
+    /* Without a resource manager nothing of ours stays loaded between calls
+     * (keep_primary()). A persistent primary takes no slot. */
+    if (be->esys != NULL && !be->keep_primary && !be->primary_persistent) {
+        ksp_tpm_primary_drop_inlock(be, !be->dead);
+    }
+
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
     sigemptyset(&pending);
@@ -93,6 +99,32 @@ void ksp_tpm_unlock(struct ksp_backend *be, struct ksp_tpm_call *call)
     }
     pthread_sigmask(SIG_SETMASK, &call->old_mask, NULL);
     pthread_mutex_unlock(&be->lock);
+}
+
+#define MAX_ATTEMPTS 8
+
+bool ksp_tpm_again_inlock(struct ksp_backend *be, CK_RV rv, int attempt)
+{
+    struct timespec wait = {0, 0};
+
+    if (attempt + 1 >= MAX_ATTEMPTS) {
+        return false;
+    }
+    if (rv == CKR_DEVICE_ERROR && be->stale) {
+        ksp_debug(AREA, "TPM lost our handles (restarted?): reconnecting");
+        return true;
+    }
+    if (rv == CKR_DEVICE_MEMORY && !be->keep_primary) {
+        /* No resource manager: the 3 object slots are shared with every
+         * process using this TPM, each holding 2 for a few milliseconds.
+         * Free ours and back off: 10 ms doubling, 1.3 s at most. */
+        ksp_tpm_primary_drop_inlock(be, !be->dead);
+        wait.tv_nsec = (10L * 1000 * 1000) << attempt;
+        ksp_debug(AREA, "TPM object memory full: retrying in %ld ms", wait.tv_nsec / 1000000);
+        nanosleep(&wait, NULL);
+        return true;
+    }
+    return false;
 }
 
 /* ---- TCTI names and the Linux device checks ---- */
@@ -319,11 +351,35 @@ static bool answers_as_tpm12(TSS2_TCTI_CONTEXT *tcti)
     return rc == TSS2_RC_SUCCESS && len >= 10 && rsp[0] == 0x00 && rsp[1] == 0xC4;
 }
 
+/*
+ * Whether the storage primary stays loaded between calls. Behind a resource
+ * manager (/dev/tpmrmN, tabrmd) it does: the manager flushes it when this
+ * process goes, and it saves a CreatePrimary per call. On a TPM without one
+ * (swtpm, mssim, /dev/tpmN) an object left loaded stays until the TPM
+ * restarts, and many PKCS#11 hosts exit without C_Finalize: three such
+ * processes fill the TPM's object slots for everyone (TPM_RC_OBJECT_MEMORY).
+ * There every entry point flushes the primary before it returns.
+ * KSP11_TPM_KEEP_PRIMARY=1/0 overrides (a TPM used by one long-lived process).
+ */
+static bool keep_primary(const char *name, const char *args)
+{
+    const char *env = secure_getenv("KSP11_TPM_KEEP_PRIMARY");
+    const char *base = strrchr(args, '/');
+
+    if (env != NULL && (strcmp(env, "1") == 0 || strcmp(env, "0") == 0)) {
+        return env[0] == '1';
+    }
+    base = base != NULL ? base + 1 : args;
+    return strcmp(name, "tabrmd") == 0 ||
+           (strcmp(name, "device") == 0 && strncmp(base, "tpmrm", 5) == 0);
+}
+
 /* A connection that worked. */
 struct conn {
     TSS2_TCTI_CONTEXT *tcti;
     ESYS_CONTEXT *esys;
     bool quiet_finalize;
+    bool keep_primary;
 };
 
 /* Try one TCTI: CKR_OK with *c and a present identity, or an error with
@@ -403,6 +459,7 @@ static CK_RV try_tcti(const char *conf, struct ksp_tpm_identity *id, struct conn
     /* Their finalize only closes a descriptor (mssim's sends a session-end
      * message, tabrmd's talks D-Bus): safe in a forked child. */
     c->quiet_finalize = device || strcmp(name, "swtpm") == 0;
+    c->keep_primary = keep_primary(name, args);
     tcti = NULL;
     esys = NULL;
     rv = CKR_OK;
@@ -426,7 +483,7 @@ CK_RV ksp_tpm_connect_inlock(struct ksp_backend *be)
 {
     CK_RV rv = CKR_GENERAL_ERROR;
     struct ksp_tpm_identity id;
-    struct conn c = {NULL, NULL, false};
+    struct conn c = {NULL, NULL, false, false};
 
     if (be->esys != NULL && !be->dead) {
         return CKR_OK;
@@ -466,6 +523,7 @@ CK_RV ksp_tpm_connect_inlock(struct ksp_backend *be)
     be->tcti = c.tcti;
     be->esys = c.esys;
     be->quiet_finalize = c.quiet_finalize;
+    be->keep_primary = c.keep_primary;
     be->dead = false;
     ksp_debug(AREA, "connected: %s %s fw 0x%08x.0x%08x spec %u", id.manufacturer, id.vendor, id.fw1,
               id.fw2, id.revision);

@@ -40,6 +40,7 @@ struct ksp_backend {
     TSS2_TCTI_CONTEXT *tcti;
     ESYS_CONTEXT *esys;
     bool quiet_finalize; /* this TCTI's finalize only closes (device, swtpm) */
+    bool keep_primary;   /* keep the primary loaded between calls (see tpm_ctx.c) */
     bool dead;           /* transport failed or TPM restarted: reconnect first */
     bool stale;          /* the TPM lost our handles: the command did not run */
     ESYS_TR primary;     /* storage primary, ESYS_TR_NONE until needed */
@@ -78,6 +79,11 @@ void ksp_tpm_unlock(struct ksp_backend *be, struct ksp_tpm_call *call);
  * when there is no TPM, CKR_DEVICE_ERROR when it is unusable (1.2, no access,
  * unreachable); be->ident says why. */
 CK_RV ksp_tpm_connect_inlock(struct ksp_backend *be);
+/* After attempt number `attempt` (from 0) of an entry point failed with rv:
+ * true to run it again, after a reconnect (the TPM restarted: the command
+ * never ran) or a short wait (a TPM without resource manager whose object
+ * slots other processes hold for a moment). Bounded. */
+bool ksp_tpm_again_inlock(struct ksp_backend *be, CK_RV rv, int attempt);
 /* Silence tpm2-tss's own logging before the first Tss2 call. */
 void ksp_tpm_quiet_tss(void);
 

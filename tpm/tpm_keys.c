@@ -182,13 +182,12 @@ CK_RV ksp_tpm_keygen(struct ksp_backend *be, const struct ksp_keyspec *spec,
 
     ksp_tpm_lock(be, &call);
     locked = true;
-    for (int attempt = 0; attempt < 2; attempt++) {
+    for (int attempt = 0;; attempt++) {
         rv = ksp_tpm_connect_inlock(be);
         if (rv == CKR_OK) {
             rv = ksp_tpm_create_inlock(be, &sens, &tmpl, &priv, &pub);
         }
-        /* The TPM restarted since our last call: nothing was created. */
-        if (rv != CKR_DEVICE_ERROR || !be->stale) {
+        if (!ksp_tpm_again_inlock(be, rv, attempt)) {
             break;
         }
     }

@@ -72,12 +72,16 @@ static CK_RV check_input(struct ksp_bkey *key, const struct ksp_prim_args *args,
         return CKR_OK;
     case KSP_PRIM_RSA_DECRYPT_OAEP:
         hlen = ksp_hash_len(args->hash);
-        /* TPM 2.0 Part 1 Annex B.4: the TPM's OAEP uses the same hash for
-         * MGF1, and its label is a NUL-terminated string it extends with a
-         * NUL: a PKCS#11 label would decrypt to a different result. */
-        if (hlen == 0 || ksp_tpm_hash_alg(args->hash) == TPM2_ALG_ERROR ||
-            args->mgf_hash != args->hash || args->label_len > 0) {
+        /* TPM 2.0 Part 1 Annex B.4: the TPM's label is a NUL-terminated
+         * string it extends with a NUL: a PKCS#11 label would decrypt to a
+         * different result. */
+        if (hlen == 0 || ksp_hash_len(args->mgf_hash) == 0 || args->label_len > 0) {
             return CKR_MECHANISM_PARAM_INVALID;
+        }
+        /* MGF1 is the OAEP hash, and SHA-224 is rare in TPMs: anything else
+         * is not native (backend.h: the core may synthesise it). */
+        if (ksp_tpm_hash_alg(args->hash) == TPM2_ALG_ERROR || args->mgf_hash != args->hash) {
+            return CKR_MECHANISM_INVALID;
         }
         if (in_len != key->k) {
             return CKR_ENCRYPTED_DATA_LEN_RANGE;
@@ -379,14 +383,12 @@ CK_RV ksp_tpm_private_op(struct ksp_bkey *key, const struct ksp_prim_args *args,
         rv = CKR_MECHANISM_INVALID;
         goto out;
     }
-    for (int attempt = 0; attempt < 2; attempt++) {
+    for (int attempt = 0;; attempt++) {
         len = *out_len;
         rv = run_inlock(be, key, args, in, in_len, out, &len);
-        /* The TPM restarted since our last call: the command never ran. */
-        if (rv != CKR_DEVICE_ERROR || !be->stale) {
+        if (!ksp_tpm_again_inlock(be, rv, attempt)) {
             break;
         }
-        ksp_debug(AREA, "TPM lost our handles (restarted?): reconnecting once");
     }
     if (rv == CKR_OK || rv == CKR_BUFFER_TOO_SMALL) {
         *out_len = len;

@@ -58,12 +58,12 @@ CK_RV ksp_tpm_seal(struct ksp_backend *be, const struct ksp_buf *data, const str
         memcpy(sens.sensitive.userAuth.buffer, auth->p, auth->len);
     }
     ksp_tpm_lock(be, &call);
-    for (int attempt = 0; attempt < 2; attempt++) {
+    for (int attempt = 0;; attempt++) {
         rv = ksp_tpm_connect_inlock(be);
         if (rv == CKR_OK) {
             rv = ksp_tpm_create_inlock(be, &sens, &tmpl, &priv, &pub);
         }
-        if (rv != CKR_DEVICE_ERROR || !be->stale) {
+        if (!ksp_tpm_again_inlock(be, rv, attempt)) {
             break;
         }
     }
@@ -147,11 +147,11 @@ CK_RV ksp_tpm_unseal(struct ksp_backend *be, const struct ksp_buf *blob, const s
         memcpy(a.buffer, auth->p, auth->len);
     }
     ksp_tpm_lock(be, &call);
-    for (int attempt = 0; attempt < 2; attempt++) {
+    for (int attempt = 0;; attempt++) {
         rv = unseal_inlock(be, &pub, &priv, &a, &data);
-        /* Only a TPM that lost our handles (the command never ran) is
-         * retried: a repeated wrong PIN would count twice. */
-        if (rv != CKR_DEVICE_ERROR || !be->stale) {
+        /* Only failures where TPM2_Unseal never ran are retried: a wrong
+         * PIN repeated would count twice. */
+        if (!ksp_tpm_again_inlock(be, rv, attempt)) {
             break;
         }
     }
