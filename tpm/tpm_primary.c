@@ -2,9 +2,11 @@
  * The storage primary and the per-operation plumbing on top of it (DESIGN.md
  * §3 "TPM hygiene"): salted HMAC sessions so that authValues never cross the
  * TPM interface in clear, loading a blob under the primary, creating children
- * of it, and flushing what we loaded. The primary stays loaded while the
- * connection lives (one of the 3 transient slots a resource manager gives us);
- * everything else is flushed by the operation that loaded it.
+ * of it, and flushing what we loaded. Behind a resource manager the primary
+ * stays loaded while the connection lives (one of the 3 transient slots it
+ * gives us); without one it is flushed at the end of every call (see
+ * keep_primary() in tpm_ctx.c). Everything else is flushed by the operation
+ * that loaded it.
  */
 #include <string.h>
 

@@ -56,7 +56,7 @@
 
 static struct ksp_config cfg;
 static struct ksp_backend *be;
-static char store[64]; /* "/tmp/ksp11-itest-tpm.XXXXXX" */
+static char store[96]; /* <base_dir>/t.XXXXXX */
 static const char *tcti;
 static CK_ULONG base_objects, base_sessions;
 
@@ -106,38 +106,34 @@ static void assert_nothing_loaded(void)
                   o, s);
 }
 
-/* Remove the test's directory (only ours, under /tmp). */
-static void rm_store(void)
-{
-    char cmd[96];
+/* The runner's directory (made in main, removed there: a failed assertion
+ * ends a test process with _exit, skipping its teardown) and the test's
+ * store inside it. A failing test can leak a primary only in keep mode;
+ * otherwise nothing of ours is loaded between calls (tpm_ctx.c). */
+static char base_dir[64]; /* "/tmp/ksp11-itest-tpm.XXXXXX" */
 
-    if (strncmp(store, "/tmp/ksp11-itest-tpm.", 21) == 0) {
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", store);
-        ck_assert_int_eq(system(cmd), 0);
+static void rm_rf(const char *dir)
+{
+    char cmd[160];
+
+    if (strncmp(dir, "/tmp/ksp11-itest-tpm.", 21) == 0) {
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        if (system(cmd) != 0) {
+            fprintf(stderr, "could not remove %s\n", dir);
+        }
     }
-    store[0] = '\0';
 }
 
-/* A failed assertion ends the test process with exit(): without this, a
- * failing test would leave its primary loaded in swtpm (no resource manager
- * cleans up) and its directory behind, and the next tests would run out of
- * object slots. */
-static void cleanup_at_exit(void)
+static void rm_store(void)
 {
-    if (be != NULL) {
-        OPS->close(be);
-        be = NULL;
-    }
-    if (store[0] != '\0') {
-        rm_store();
-    }
+    rm_rf(store);
+    store[0] = '\0';
 }
 
 static void config_setup(void)
 {
-    strcpy(store, "/tmp/ksp11-itest-tpm.XXXXXX");
+    snprintf(store, sizeof(store), "%s/t.XXXXXX", base_dir);
     ck_assert_ptr_nonnull(mkdtemp(store));
-    atexit(cleanup_at_exit);
     setenv("KSP11_CONF", "/nonexistent", 1);
     setenv("KSP11_STORE", store, 1);
     ck_assert_rv(ksp_config_load(NULL, &cfg), CKR_OK);
@@ -1054,6 +1050,7 @@ START_TEST(test_permission_denied)
     write_file(dev, "");
     ck_assert_int_eq(chmod(dev, 0600), 0);
     ck_assert_int_eq(chmod(store, 0755), 0);
+    ck_assert_int_eq(chmod(base_dir, 0755), 0); /* the file itself must refuse */
     snprintf(tc, sizeof(tc), "device:%s", dev);
     pid = fork();
     ck_assert_int_ge(pid, 0);
@@ -1284,6 +1281,8 @@ START_TEST(test_restart)
     struct ksp_da_state da;
 
     ck_assert_msg(dir != NULL, "KSP11_TEST_SWTPM_DIR not set");
+    /* With the primary kept, a restart leaves the backend stale handles. */
+    reopen_keeping_primary();
     gen_ec(be, &t, KSP_CURVE_P256, CK_FALSE);
     ck_assert(sign_ok(t.k, &t.pub));
 
@@ -1395,10 +1394,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s [main|tpm12|lockout|persistent|restart|notpm]\n", argv[0]);
         return 2;
     }
+    snprintf(base_dir, sizeof(base_dir), "/tmp/ksp11-itest-tpm.XXXXXX");
+    if (mkdtemp(base_dir) == NULL) {
+        perror("mkdtemp");
+        return 1;
+    }
     sr = srunner_create(make_suite(which));
     /* CK_VERBOSITY=verbose (tpm_backend.sh) lists every test. */
     srunner_run_all(sr, CK_ENV);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
+    rm_rf(base_dir);
     return failed != 0;
 }

@@ -15,7 +15,7 @@
 # swtpm is stopped by its PID (here, and in the helpers' exit trap).
 set -u
 
-# shellcheck source=../lib/helpers.sh
+# shellcheck source=tests/lib/helpers.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/helpers.sh"
 
 require_cmd swtpm
