@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "swcrypto.h"
 #include "tpm_int.h"
 
 #define AREA KSP_TPM_AREA
@@ -86,8 +87,8 @@ void ksp_tpm_unlock(struct ksp_backend *be, struct ksp_tpm_call *call)
 
     /* Without a resource manager nothing of ours stays loaded between calls
      * (keep_primary()). A persistent primary takes no slot. */
-    if (be->esys != NULL && !be->keep_primary && !be->primary_persistent) {
-        ksp_tpm_primary_drop_inlock(be, !be->dead);
+    if (be->esys != NULL) {
+        ksp_tpm_primary_done_inlock(be);
     }
 
     sigemptyset(&pipe_set);
@@ -101,11 +102,13 @@ void ksp_tpm_unlock(struct ksp_backend *be, struct ksp_tpm_call *call)
     pthread_mutex_unlock(&be->lock);
 }
 
-#define MAX_ATTEMPTS 8
+#define MAX_ATTEMPTS 12
 
 bool ksp_tpm_again_inlock(struct ksp_backend *be, CK_RV rv, int attempt)
 {
     struct timespec wait = {0, 0};
+    long ms = 0;
+    uint8_t r = 0;
 
     if (attempt + 1 >= MAX_ATTEMPTS) {
         return false;
@@ -116,11 +119,17 @@ bool ksp_tpm_again_inlock(struct ksp_backend *be, CK_RV rv, int attempt)
     }
     if (rv == CKR_DEVICE_MEMORY && !be->keep_primary) {
         /* No resource manager: the 3 object slots are shared with every
-         * process using this TPM, each holding 2 for a few milliseconds.
-         * Free ours and back off: 10 ms doubling, 1.3 s at most. */
+         * process using this TPM, each holding 1-2 for milliseconds. Free
+         * ours and back off: 5 ms doubling up to 320 ms, jittered so that
+         * two waiting processes do not retry in step; ~2.5 s in all. */
         ksp_tpm_primary_drop_inlock(be, !be->dead);
-        wait.tv_nsec = (10L * 1000 * 1000) << attempt;
-        ksp_debug(AREA, "TPM object memory full: retrying in %ld ms", wait.tv_nsec / 1000000);
+        ms = 5L << (attempt < 6 ? attempt : 6);
+        if (ksp_random(&r, 1) == CKR_OK) {
+            ms = ms / 2 + (ms * r) / 255;
+        }
+        wait.tv_sec = ms / 1000;
+        wait.tv_nsec = (ms % 1000) * 1000 * 1000;
+        ksp_debug(AREA, "TPM object memory full: retrying in %ld ms", ms);
         nanosleep(&wait, NULL);
         return true;
     }

@@ -98,6 +98,10 @@ CK_RV ksp_tpm_rv(struct ksp_backend *be, TSS2_RC rc, const char *what);
 /* ---- tpm_primary.c ---- */
 /* Storage primary: the persistent SRK if it is one, else CreatePrimary. */
 CK_RV ksp_tpm_primary_inlock(struct ksp_backend *be);
+/* This call needs the primary no more (its key is loaded, its session
+ * salted): without a resource manager flush it now, so that we hold one
+ * object slot, not two, while the TPM works (keep_primary() in tpm_ctx.c). */
+void ksp_tpm_primary_done_inlock(struct ksp_backend *be);
 /* Forget the primary; flush it from the TPM if `flush` and it is ours. */
 void ksp_tpm_primary_drop_inlock(struct ksp_backend *be, bool flush);
 /* An HMAC session salted with the primary, AES-128-CFB, SHA-256, with

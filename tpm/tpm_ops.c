@@ -324,6 +324,7 @@ static CK_RV run_inlock(struct ksp_backend *be, struct ksp_bkey *key,
     if (rv != CKR_OK) {
         goto out;
     }
+    ksp_tpm_primary_done_inlock(be);
     switch (args->prim) {
     case KSP_PRIM_RSA_RAW:
     case KSP_PRIM_RSA_DECRYPT_PKCS1:

@@ -141,6 +141,13 @@ CK_RV ksp_tpm_primary_inlock(struct ksp_backend *be)
     return CKR_OK;
 }
 
+void ksp_tpm_primary_done_inlock(struct ksp_backend *be)
+{
+    if (!be->keep_primary && !be->primary_persistent) {
+        ksp_tpm_primary_drop_inlock(be, !be->dead);
+    }
+}
+
 void ksp_tpm_primary_drop_inlock(struct ksp_backend *be, bool flush)
 {
     TSS2_RC rc = TSS2_RC_SUCCESS;

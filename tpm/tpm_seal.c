@@ -102,6 +102,7 @@ static CK_RV unseal_inlock(struct ksp_backend *be, const TPM2B_PUBLIC *pub,
     if (rv != CKR_OK) {
         goto out;
     }
+    ksp_tpm_primary_done_inlock(be);
     rc = Esys_Unseal(be->esys, h, s, ESYS_TR_NONE, ESYS_TR_NONE, &data);
     if (rc != TSS2_RC_SUCCESS) {
         /* Wrong auth: CKR_PIN_INCORRECT (counted by the TPM unless noDA);
