@@ -121,7 +121,7 @@ bool ksp_tpm_again_inlock(struct ksp_backend *be, CK_RV rv, int attempt)
         /* No resource manager: the 3 object slots are shared with every
          * process using this TPM, each holding 1-2 for milliseconds. Free
          * ours and back off: 5 ms doubling up to 320 ms, jittered so that
-         * two waiting processes do not retry in step; ~2.5 s in all. */
+         * two waiting processes do not retry in step; about 2 s in all. */
         ksp_tpm_primary_drop_inlock(be, !be->dead);
         ms = 5L << (attempt < 6 ? attempt : 6);
         if (ksp_random(&r, 1) == CKR_OK) {
