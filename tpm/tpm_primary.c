@@ -10,6 +10,11 @@
  */
 #include <string.h>
 
+/* ENGINE_* is deprecated in OpenSSL 3 but is what a host's engine uses. */
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/engine.h>
+#include <openssl/evp.h>
+
 #include "log.h"
 #include "tpm_int.h"
 
@@ -170,6 +175,33 @@ void ksp_tpm_primary_drop_inlock(struct ksp_backend *be, bool flush)
     be->primary_persistent = false;
 }
 
+/*
+ * TPM2_StartAuthSession salted with the primary. tpm2-tss 3.2.1 makes the
+ * salt's ephemeral EC key with EVP_PKEY_CTX_new_id(EVP_PKEY_EC, NULL) on
+ * OpenSSL's default context, which picks up a host's default EC engine:
+ * `openssl -engine pkcs11` and curl make libp11's engine the default, whose
+ * EC keygen fails (and could route into a PKCS#11 module: us). tpm2-tss has
+ * no crypto hook, so for this one call we take that engine out of the EC
+ * table and put it back as the default afterwards (issue 3: our crypto must
+ * never route into the host's engine). Other host threads briefly get
+ * OpenSSL's own EC method for new contexts made by id; keys bound to the
+ * engine are unaffected.
+ */
+static TSS2_RC start_salted(struct ksp_backend *be, TPMT_SYM_DEF *sym, ESYS_TR *s)
+{
+    ENGINE *e = ENGINE_get_pkey_meth_engine(EVP_PKEY_EC);
+    if (e)
+        ENGINE_unregister_pkey_meths(e);
+    TSS2_RC rc =
+        Esys_StartAuthSession(be->esys, be->primary, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                              ESYS_TR_NONE, NULL, TPM2_SE_HMAC, sym, TPM2_ALG_SHA256, s);
+    if (e) {
+        ENGINE_set_default_pkey_meths(e);
+        ENGINE_finish(e);
+    }
+    return rc;
+}
+
 CK_RV ksp_tpm_session_inlock(struct ksp_backend *be, TPMA_SESSION attrs, ESYS_TR *out)
 {
     CK_RV rv = CKR_GENERAL_ERROR;
@@ -188,8 +220,7 @@ CK_RV ksp_tpm_session_inlock(struct ksp_backend *be, TPMA_SESSION attrs, ESYS_TR
     /* Salted with the primary: the session key is unknown to anyone who
      * watches the bus, so HMACs and parameter encryption protect the
      * authValues and the secrets we send and receive. */
-    rc = Esys_StartAuthSession(be->esys, be->primary, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                               ESYS_TR_NONE, NULL, TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256, &s);
+    rc = start_salted(be, &sym, &s);
     if (rc != TSS2_RC_SUCCESS) {
         return ksp_tpm_rv(be, rc, "TPM2_StartAuthSession");
     }
