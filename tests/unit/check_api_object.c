@@ -825,6 +825,23 @@ static void assert_vendor_attrs(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, const c
     CK_ULONG len = 0;
     CK_RV rv;
 
+    if (ksp_test_tpm()) {
+        /* swtpm: hardware backend, flagged virtual; no fallback reason. */
+        ck_assert_msg(ksp_test_get_ulong(s, h, CKA_KSP11_BACKEND) == KSP11_BACKEND_TPM,
+                      "%s: CKA_KSP11_BACKEND is not 1 (TPM)", what);
+        ck_assert_msg(ksp_test_get_ulong(s, h, CKA_KSP11_IMPL_TYPE) ==
+                          (KSP11_IMPL_HARDWARE | KSP11_IMPL_VIRTUAL),
+                      "%s: CKA_KSP11_IMPL_TYPE is not 0x21", what);
+        rv = ksp_test_get_attr(s, h, CKA_KSP11_FALLBACK_REASON, &reason, &len);
+        ck_assert_msg(rv == CKR_OK && len == 0, "%s: TPM key with a fallback reason", what);
+        free(reason);
+        reason = NULL;
+        rv = ksp_test_get_attr(s, h, CKA_KSP11_TPM_IDENTITY, &reason, &len);
+        ck_assert_msg(rv == CKR_OK && len > 0 && strstr((char *)reason, "manufacturer=IBM"),
+                      "%s: CKA_KSP11_TPM_IDENTITY does not name the TPM", what);
+        free(reason);
+        return;
+    }
     ck_assert_msg(ksp_test_get_ulong(s, h, CKA_KSP11_BACKEND) == KSP11_BACKEND_SOFT,
                   "%s: CKA_KSP11_BACKEND is not 2 (soft)", what);
     ck_assert_msg(ksp_test_get_ulong(s, h, CKA_KSP11_IMPL_TYPE) == KSP11_IMPL_SOFTWARE,

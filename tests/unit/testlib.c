@@ -182,6 +182,12 @@ void ksp_test_base_teardown(void)
     ksp_t.base[0] = '\0';
 }
 
+bool ksp_test_tpm(void)
+{
+    const char *t = getenv("KSP11_TEST_TCTI");
+    return t && *t;
+}
+
 /* Environment of behaviour.md for the module, rooted at dir. */
 static void set_env(const char *dir)
 {
@@ -197,7 +203,12 @@ static void set_env(const char *dir)
     setenv("KSP11_LOG_FILE", path, 1);
     setenv("KSP11_LOG_LEVEL", "debug", 1);
     setenv("KSP11_CONF", "/nonexistent", 1);
-    unsetenv("KSP11_TCTI");
+    /* The same suites run against a TPM when a script provides one
+     * (tests/integration/api_on_tpm.sh); otherwise keys are software keys. */
+    if (ksp_test_tpm())
+        setenv("KSP11_TCTI", getenv("KSP11_TEST_TCTI"), 1);
+    else
+        unsetenv("KSP11_TCTI");
 
     /* Only to smoke-test this harness against SoftHSMv2: its token
      * directory goes into the same temporary store. */

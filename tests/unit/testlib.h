@@ -127,6 +127,9 @@ CK_STATE ksp_test_state(CK_SESSION_HANDLE s);
 CK_RV ksp_test_get_attr(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type,
                         uint8_t **val, CK_ULONG *len);
 CK_ULONG ksp_test_get_ulong(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type);
+/* True when the suite runs against a TPM (KSP11_TEST_TCTI is set): generated
+ * keys are then TPM keys. */
+bool ksp_test_tpm(void);
 CK_BBOOL ksp_test_get_bool(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type);
 CK_ULONG ksp_test_find(CK_SESSION_HANDLE s, const CK_ATTRIBUTE *tmpl, CK_ULONG n,
                        CK_OBJECT_HANDLE *out, CK_ULONG max);
