@@ -10,13 +10,16 @@ PACKAGES=(
     build-essential pkg-config libssl-dev libp11-kit-dev libtss2-dev check clang
     # p11-kit (module registration, proxy)
     p11-kit p11-kit-modules
-    # TPM: throwaway software TPMs for the tests and the demo, and tpm2-tools
-    swtpm swtpm-tools tpm2-tools
+    # TPM: throwaway software TPMs for the tests and the demo, tpm2-tools, and
+    # tpm2-abrmd on a private D-Bus session bus (resource-manager tests)
+    swtpm swtpm-tools tpm2-tools tpm2-abrmd dbus
     # end-to-end clients
     opensc gnutls-bin libengine-pkcs11-openssl curl openssl libnss3-tools
     openssh-client openssh-server
-    # memory checking
-    valgrind
+    # memory checking and fuzzing (clang's libFuzzer, ASan, UBSan)
+    valgrind libclang-rt-14-dev
+    # the Debian package (packaging/debian) and its lint
+    debhelper dpkg-dev fakeroot lintian
 )
 
 missing=()
