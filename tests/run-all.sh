@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The test runner behind `make check`:  tests/run-all.sh BUILD [unit|integration|e2e|all]
+# The test runner behind `make check`:  tests/run-all.sh BUILD [SUITE|all]
 #
 #   unit         every BUILD/tests/check_* (Check); its "Checks: N, Failures: F,
 #                Errors: E" summary is counted; a crash or a missing summary is
 #                one failure
 #   integration  every tests/integration/*.sh
+#   faults       every tests/faults/*.sh (killed TPMs/processes, write errors, load)
 #   e2e          every tests/e2e/*.sh
+#   hardening    every tests/hardening/*.sh (sanitizer and valgrind runs, bounded fuzzing)
 #                scripts print "PASS: x" / "FAIL: x" / "SKIP: x (why)"; a script
 #                that exits non-zero without a FAIL line counts as one failure
 #
@@ -17,7 +19,7 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 BUILD [unit|integration|e2e|all]" >&2
+    echo "usage: $0 BUILD [unit|integration|faults|e2e|hardening|all]" >&2
     exit 2
 }
 
@@ -25,7 +27,7 @@ if [ $# -lt 1 ] || [ $# -gt 2 ]; then usage; fi
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=$1
 MODE=${2:-all}
-case "$MODE" in unit | integration | e2e | all) ;; *) usage ;; esac
+case "$MODE" in unit | integration | faults | e2e | hardening | all) ;; *) usage ;; esac
 case "$BUILD" in /*) ;; *) BUILD=$ROOT/$BUILD ;; esac
 TIMEOUT=${KSP11_TEST_TIMEOUT:-600}
 
@@ -130,7 +132,7 @@ if [ "$MODE" = unit ] || [ "$MODE" = all ]; then
     done
 fi
 
-for suite in integration e2e; do
+for suite in integration faults e2e hardening; do
     [ "$MODE" = "$suite" ] || [ "$MODE" = all ] || continue
     for script in "$ROOT"/tests/"$suite"/*.sh; do
         [ -f "$script" ] || continue
