@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # End to end: OpenSSL 3 uses token keys through libp11's "pkcs11" engine
 # (libengine-pkcs11-openssl), loaded from a private openssl.cnf that points it at
-# the module: CSRs and self-signed certificates from pkcs11: URIs, RSA (PKCS#1
-# v1.5 and PSS) and ECDSA signatures checked with the public key alone.
+# the module: CSRs and self-signed certificates (`openssl req`, `openssl x509
+# -req -signkey`) from pkcs11: URIs, RSA (PKCS#1 v1.5 and PSS) and ECDSA
+# signatures checked with the public key alone; with software keys and with
+# TPM keys (swtpm), see ksp_matrix_tokens.
 set -euo pipefail
 # shellcheck source=tests/lib/helpers.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/helpers.sh"
@@ -12,21 +14,8 @@ ksp_setup
 ksp_engine_path >/dev/null || skip_all "libp11 engine pkcs11.so not found; install libengine-pkcs11-openssl"
 require_module
 
-PIN=1234
-U=(--token-label t --login --pin "$PIN")
-RSA_KEY="pkcs11:token=t;object=k;type=private;pin-value=$PIN"
-EC_KEY="pkcs11:token=t;object=ec;type=private;pin-value=$PIN"
 cd "$TEST_DIR"
-
-check setup-init-token p11 --init-token --label t --so-pin 12345678
-check setup-init-pin p11 --token-label t --init-pin --login --login-type so --so-pin 12345678 --pin "$PIN"
-check setup-keygen-rsa p11 "${U[@]}" --keypairgen --key-type RSA:2048 --id 01 --label k
-check setup-keygen-ec p11 "${U[@]}" --keypairgen --key-type EC:prime256v1 --id 02 --label ec
-check setup-read-rsa-pub p11 --token-label t --read-object --type pubkey --id 01 -o rsa.der
-check setup-rsa-pub-pem der_to_pubpem rsa.der rsa.pub.pem
-check setup-read-ec-pub p11 --token-label t --read-object --type pubkey --id 02 -o ec.der
-check setup-ec-pub-pem der_to_pubpem ec.der ec.pub.pem
-
+ksp_matrix_tokens || true
 write_engine_conf openssl.cnf
 export OPENSSL_CONF=$TEST_DIR/openssl.cnf
 
@@ -35,51 +24,77 @@ csr_test() {
     if check "csr-$1" openssl req -new -engine pkcs11 -keyform engine -key "$2" \
         -subj "/CN=ksp11-e2e-$1" -out "$1.csr"; then
         check "csr-$1-verifies" openssl req -verify -noout -in "$1.csr" || true
-        if cmp -s <(openssl req -in "$1.csr" -noout -pubkey) <(openssl pkey -pubin -in "$3"); then
+        if ksp_same_pubkey <(openssl req -in "$1.csr" -noout -pubkey) "$3"; then
             pass "csr-$1-has-token-pubkey"
         else
             fail "csr-$1-has-token-pubkey" "public key in CSR differs from the token's"
         fi
     fi
 }
-csr_test rsa "$RSA_KEY" rsa.pub.pem
-csr_test ec "$EC_KEY" ec.pub.pem
 
-# Self-signed certificates; the RSA-PSS one needs salt = hash length.
+# Self-signed certificates with `openssl req -x509`; the RSA-PSS one needs
+# salt = hash length. $3 = the token's public key PEM.
 x509_test() {
-    local name=$1 key=$2
-    shift 2
+    local name=$1 key=$2 pub=$3
+    shift 3
     if check "x509-$name" openssl req -x509 -new -engine pkcs11 -keyform engine -key "$key" \
         -subj "/CN=ksp11-e2e-$name" -days 1 "$@" -out "$name.pem"; then
         check "x509-$name-verifies" openssl verify -CAfile "$name.pem" "$name.pem" || true
+        check "x509-$name-has-token-pubkey" ksp_same_pubkey <(openssl x509 -in "$name.pem" \
+            -noout -pubkey) "$pub" || true
     fi
 }
-x509_test rsa "$RSA_KEY"
-x509_test rsa-pss "$RSA_KEY" -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest
-x509_test ec "$EC_KEY"
 
-# Plain signatures through the engine, verified with the public key only.
+# `openssl x509 -req -signkey`: a CSR turned into a self-signed certificate,
+# signed by the token key.
+x509_signkey_test() {
+    local name=$1 key=$2
+    if check "x509-signkey-$name" openssl x509 -req -in "$name.csr" -engine pkcs11 \
+        -keyform engine -signkey "$key" -days 1 -out "$name-signkey.pem"; then
+        check "x509-signkey-$name-verifies" openssl verify -CAfile "$name-signkey.pem" \
+            "$name-signkey.pem" || true
+    fi
+}
+
 head -c 4096 /dev/urandom >data
-if check dgst-sign-rsa openssl dgst -sha256 -engine pkcs11 -keyform engine -sign "$RSA_KEY" \
-    -out sig.rsa data; then
-    check dgst-verify-rsa openssl dgst -sha256 -verify rsa.pub.pem -signature sig.rsa data || true
-fi
-if check dgst-sign-rsa-pss openssl dgst -sha384 -engine pkcs11 -keyform engine -sign "$RSA_KEY" \
-    -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest -out sig.pss data; then
-    check dgst-verify-rsa-pss openssl dgst -sha384 -verify rsa.pub.pem -sigopt rsa_padding_mode:pss \
-        -sigopt rsa_pss_saltlen:digest -signature sig.pss data || true
-fi
-if check dgst-sign-ecdsa openssl dgst -sha256 -engine pkcs11 -keyform engine -sign "$EC_KEY" \
-    -out sig.ec data; then
-    check dgst-verify-ecdsa openssl dgst -sha256 -verify ec.pub.pem -signature sig.ec data || true
-fi
+for t in $KSP_MATRIX_TOKENS; do
+    RSA_KEY=$(ksp_key_uri "$t" rsa)
+    EC_KEY=$(ksp_key_uri "$t" ec)
+    csr_test "$t-rsa" "$RSA_KEY" "pub-$t-rsa.pem"
+    csr_test "$t-ec" "$EC_KEY" "pub-$t-ec.pem"
+    x509_test "$t-rsa" "$RSA_KEY" "pub-$t-rsa.pem"
+    x509_test "$t-rsa-pss" "$RSA_KEY" "pub-$t-rsa.pem" -sigopt rsa_padding_mode:pss \
+        -sigopt rsa_pss_saltlen:digest
+    x509_test "$t-ec" "$EC_KEY" "pub-$t-ec.pem"
+    x509_signkey_test "$t-rsa" "$RSA_KEY"
+    x509_signkey_test "$t-ec" "$EC_KEY"
+
+    # Plain signatures through the engine, verified with the public key only.
+    if check "dgst-sign-$t-rsa" openssl dgst -sha256 -engine pkcs11 -keyform engine \
+        -sign "$RSA_KEY" -out "sig.$t.rsa" data; then
+        check "dgst-verify-$t-rsa" openssl dgst -sha256 -verify "pub-$t-rsa.pem" \
+            -signature "sig.$t.rsa" data || true
+    fi
+    if check "dgst-sign-$t-rsa-pss" openssl dgst -sha384 -engine pkcs11 -keyform engine \
+        -sign "$RSA_KEY" -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest \
+        -out "sig.$t.pss" data; then
+        check "dgst-verify-$t-rsa-pss" openssl dgst -sha384 -verify "pub-$t-rsa.pem" \
+            -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:digest \
+            -signature "sig.$t.pss" data || true
+    fi
+    if check "dgst-sign-$t-ecdsa" openssl dgst -sha256 -engine pkcs11 -keyform engine \
+        -sign "$EC_KEY" -out "sig.$t.ec" data; then
+        check "dgst-verify-$t-ecdsa" openssl dgst -sha256 -verify "pub-$t-ec.pem" \
+            -signature "sig.$t.ec" data || true
+    fi
+done
 
 check_fails wrong-pin-refused openssl req -new -engine pkcs11 -keyform engine \
-    -key "pkcs11:token=t;object=k;type=private;pin-value=9999" -subj /CN=x -out bad.csr || true
+    -key "pkcs11:token=soft;object=rsa;type=private;pin-value=9999" -subj /CN=x -out bad.csr || true
 check_grep wrong-pin-is-pin-incorrect 'PIN incorrect' "$(ksp_outfile wrong-pin-refused)" || true
 
 # PIN-less token: the engine signs without any PIN in the URI.
-if check pinless-token make_pinless_token nopin 12345678; then
+if check pinless-token make_pinless_token nopin "$KSP_SO_PIN"; then
     if check pinless-keygen p11 --token-label nopin --keypairgen --key-type EC:prime256v1 \
         --id 01 --label ec; then
         csr_test_pinless() {

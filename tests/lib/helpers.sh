@@ -372,3 +372,153 @@ EOF
 der_to_pubpem() {
     openssl pkey -pubin -inform DER -in "$1" -out "$2"
 }
+
+# ---------------------------------------------------------------------------
+# The consumer matrix (tests/e2e: curl, s_client, GnuTLS, NSS, OpenSSH, p11-kit)
+#
+#   ksp_matrix_tokens    token "soft" (keys in software) and token "tpm" (keys in
+#                        a swtpm TPM 2.0), each with user PIN $KSP_PIN and key
+#                        pairs rsa (RSA-2048, id 01) and ec (P-256, id 02)
+#   ksp_matrix_pki       throwaway CA, server cert for 127.0.0.1, and a client
+#                        certificate per matrix key (CSR signed on the token
+#                        through the libp11 engine), stored next to the key
+#   ksp_key_uri T K [type] [pin]   pkcs11: URI of a matrix object
+# KSP_MATRIX_TOKENS lists the tokens that exist ("soft tpm", or "soft" when
+# swtpm is missing: the TPM half is then one SKIP line, never a pass).
+
+KSP_PIN=1234
+KSP_SO_PIN=12345678
+KSP_MATRIX_TOKENS=
+KSP_MATRIX_KEYS="rsa ec"
+
+# ksp_key_id KEY: the CKA_ID (hex) of matrix key KEY.
+ksp_key_id() {
+    case "$1" in rsa) echo 01 ;; ec) echo 02 ;; *) return 1 ;; esac
+}
+
+# ksp_key_uri TOKEN KEY [TYPE [PIN]]: TYPE private (default), public or cert;
+# a private key URI carries pin-value=PIN (default $KSP_PIN; '' for none).
+ksp_key_uri() {
+    local type=${3:-private} pin=${4-$KSP_PIN} uri
+    uri="pkcs11:token=$1;object=$2;type=$type"
+    if [ "$type" = private ] && [ -n "$pin" ]; then
+        uri="$uri;pin-value=$pin"
+    fi
+    echo "$uri"
+}
+
+# ksp_new_token LABEL: initialise the empty slot's token as LABEL with
+# $KSP_SO_PIN and user PIN $KSP_PIN.
+ksp_new_token() {
+    local slot
+    slot=$(empty_slot) || return 1
+    p11 --slot "$slot" --init-token --label "$1" --so-pin "$KSP_SO_PIN" &&
+        p11 --token-label "$1" --init-pin --login --login-type so --so-pin "$KSP_SO_PIN" \
+            --pin "$KSP_PIN"
+}
+
+# ksp_matrix_keygen TOKEN: the rsa and ec key pairs on TOKEN, and their public
+# keys as $TEST_DIR/pub-TOKEN-KEY.pem (read back from the token).
+ksp_matrix_keygen() {
+    local t=$1
+    p11 --token-label "$t" --login --pin "$KSP_PIN" --keypairgen --key-type RSA:2048 \
+        --id 01 --label rsa &&
+        p11 --token-label "$t" --login --pin "$KSP_PIN" --keypairgen --key-type EC:prime256v1 \
+            --id 02 --label ec || return 1
+    local k
+    for k in $KSP_MATRIX_KEYS; do
+        p11 --token-label "$t" --read-object --type pubkey --id "$(ksp_key_id "$k")" \
+            -o "$TEST_DIR/pub-$t-$k.der" &&
+            der_to_pubpem "$TEST_DIR/pub-$t-$k.der" "$TEST_DIR/pub-$t-$k.pem" || return 1
+    done
+}
+
+# ksp_token_backend_is TOKEN NAME: every key object of TOKEN has backend NAME
+# ("TPM" or "software"), according to `ksp11 list --json`.
+ksp_token_backend_is() {
+    local json n_all n_want
+    json=$("$KSP_BUILD/ksp11" list --token "$1" --json --pin "$KSP_PIN") || return 1
+    n_all=$(printf '%s\n' "$json" | grep -c '"backend_name":' || true)
+    n_want=$(printf '%s\n' "$json" | grep -c "\"backend_name\": \"$2\"" || true)
+    echo "token $1: $n_want of $n_all key objects have backend $2"
+    [ "$n_all" -eq 4 ] && [ "$n_want" -eq 4 ]
+}
+
+# ksp_matrix_tokens: the two tokens of the matrix (see above). The software
+# token is made before the TPM exists (keys fall back: tpm-absent); then swtpm
+# starts (KSP11_TCTI exported) and the TPM token's keys go into it. Both stay
+# usable in the same store. Prints check lines; returns non-zero when the
+# software half failed (the TPM half failing only drops "tpm" from the list).
+ksp_matrix_tokens() {
+    KSP_MATRIX_TOKENS=
+    check matrix-soft-token ksp_new_token soft &&
+        check matrix-soft-keygen ksp_matrix_keygen soft &&
+        check matrix-soft-backend ksp_token_backend_is soft software || return 1
+    KSP_MATRIX_TOKENS=soft
+    if ! command -v swtpm >/dev/null 2>&1; then
+        skip matrix-tpm "swtpm not installed: the TPM half of the matrix is not run"
+        return 0
+    fi
+    if ! start_swtpm2 "$TEST_DIR/swtpm"; then
+        fail matrix-tpm-swtpm "swtpm --tpm2 did not start"
+        show_tail "$TEST_DIR/swtpm/swtpm.log"
+        return 0
+    fi
+    check matrix-tpm-token ksp_new_token tpm &&
+        check matrix-tpm-keygen ksp_matrix_keygen tpm &&
+        check matrix-tpm-backend ksp_token_backend_is tpm TPM &&
+        KSP_MATRIX_TOKENS="soft tpm"
+    return 0
+}
+
+# ksp_matrix_pki: in $TEST_DIR: ca.pem/ca.key (P-256 CA), server.pem/server.key
+# (P-256, SAN IP:127.0.0.1, serverAuth) and, for every matrix key,
+# client-TOKEN-KEY.pem (CN=ksp11-TOKEN-KEY, clientAuth) whose CSR was signed by
+# the token key through the libp11 engine; the certificate is written to the
+# token with the key's id and label. Needs $TEST_DIR/engine.cnf (made here).
+ksp_matrix_pki() {
+    local d=$TEST_DIR t k
+    write_engine_conf "$d/engine.cnf" || return 1
+    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$d/server.ext"
+    printf 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n' >"$d/client.ext"
+    check matrix-pki-ca openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$d/ca.key" -subj /CN=ksp11-e2e-ca -days 1 -out "$d/ca.pem" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign &&
+        check matrix-pki-server-csr openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+            -nodes -keyout "$d/server.key" -subj /CN=127.0.0.1 -out "$d/server.csr" &&
+        check matrix-pki-server-cert openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" \
+            -CAkey "$d/ca.key" -CAcreateserial -days 1 -extfile "$d/server.ext" \
+            -out "$d/server.pem" || return 1
+    for t in $KSP_MATRIX_TOKENS; do
+        for k in $KSP_MATRIX_KEYS; do
+            check "matrix-pki-csr-$t-$k" env OPENSSL_CONF="$d/engine.cnf" openssl req -new \
+                -engine pkcs11 -keyform engine -key "$(ksp_key_uri "$t" "$k")" \
+                -subj "/CN=ksp11-$t-$k" -out "$d/client-$t-$k.csr" &&
+                check "matrix-pki-cert-$t-$k" openssl x509 -req -in "$d/client-$t-$k.csr" \
+                    -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 1 \
+                    -extfile "$d/client.ext" -out "$d/client-$t-$k.pem" &&
+                openssl x509 -in "$d/client-$t-$k.pem" -outform DER -out "$d/client-$t-$k.der" &&
+                check "matrix-pki-cert-$t-$k-on-token" p11 --token-label "$t" --login \
+                    --pin "$KSP_PIN" --write-object "$d/client-$t-$k.der" --type cert \
+                    --id "$(ksp_key_id "$k")" --label "$k" || return 1
+        done
+    done
+}
+
+# ksp_same_pubkey A.pem B.pem: the two files hold the same public key.
+ksp_same_pubkey() {
+    local a b
+    a=$(openssl pkey -pubin -in "$1" -outform DER 2>/dev/null | od -An -tx1) || return 1
+    b=$(openssl pkey -pubin -in "$2" -outform DER 2>/dev/null | od -An -tx1) || return 1
+    [ -n "$a" ] && [ "$a" = "$b" ]
+}
+
+# ksp_wait_port PORT [TENTHS]: wait until something listens on 127.0.0.1:PORT.
+ksp_wait_port() {
+    local i
+    for ((i = 0; i < ${2:-100}; i++)); do
+        ksp_port_busy "$1" && return 0
+        sleep 0.1
+    done
+    return 1
+}
