@@ -66,7 +66,9 @@ static CK_RV oaep_params(const struct ksp_mech *row, const CK_MECHANISM *m, stru
     const CK_RSA_PKCS_OAEP_PARAMS *p = m->pParameter;
     if (!p || m->ulParameterLen != sizeof(*p))
         return CKR_MECHANISM_PARAM_INVALID;
-    if (ksp_hash_len(p->hashAlg) == 0 || mgf_to_hash(p->mgf) != p->hashAlg)
+    /* Any MGF1 hash: backends that cannot use another one natively leave
+     * the decoding to the core (rsa_pad_oaep.c). */
+    if (ksp_hash_len(p->hashAlg) == 0 || mgf_to_hash(p->mgf) == 0)
         return CKR_MECHANISM_PARAM_INVALID;
     /* §2.1.8: source is 0 or CKZ_DATA_SPECIFIED; data only with the latter. */
     if (p->source != 0 && p->source != CKZ_DATA_SPECIFIED)
@@ -74,7 +76,7 @@ static CK_RV oaep_params(const struct ksp_mech *row, const CK_MECHANISM *m, stru
     if (p->ulSourceDataLen && (!p->pSourceData || p->source != CKZ_DATA_SPECIFIED))
         return CKR_MECHANISM_PARAM_INVALID;
     out->hash = p->hashAlg;
-    out->mgf_hash = p->hashAlg;
+    out->mgf_hash = mgf_to_hash(p->mgf);
     if (p->ulSourceDataLen) {
         out->label = malloc(p->ulSourceDataLen);
         if (!out->label)

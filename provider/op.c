@@ -14,6 +14,7 @@
 #include "log.h"
 #include "mech.h"
 #include "op.h"
+#include "rsa_pad.h"
 #include "secmem.h"
 #include "swcrypto.h"
 
@@ -496,6 +497,57 @@ CK_RV ksp_op_encrypt_final_inlock(struct ksp_session *s, uint8_t *out, CK_ULONG 
     return rv;
 }
 
+/*
+ * Decrypt op->buf (k bytes) into out (k bytes, secret). The backend decodes
+ * the padding when it can; when it cannot (CKR_MECHANISM_INVALID: a TPM
+ * without the OAEP hash, another MGF1 hash, a label) the core decodes OAEP
+ * itself after a raw RSA operation, the way do_sign() pads signatures.
+ */
+static CK_RV do_decrypt(struct ksp_op *op, const struct ksp_backend_ops *ops, struct ksp_bkey *bk,
+                        uint8_t *out, size_t *out_len)
+{
+    CK_RV rv = CKR_GENERAL_ERROR;
+    struct ksp_prim_args a = {.hash = op->params.hash,
+                              .mgf_hash = op->params.mgf_hash,
+                              .label = op->params.label,
+                              .label_len = op->params.label_len};
+    size_t k = op->out_len, em_len = k;
+    uint8_t *em = NULL;
+
+    switch (op->mech->pad) {
+    case KSP_PAD_PKCS1:
+        a.prim = KSP_PRIM_RSA_DECRYPT_PKCS1;
+        return ops->private_op(bk, &a, op->buf, op->len, out, out_len);
+    case KSP_PAD_OAEP:
+        a.prim = KSP_PRIM_RSA_DECRYPT_OAEP;
+        rv = ops->private_op(bk, &a, op->buf, op->len, out, out_len);
+        if (rv != CKR_MECHANISM_INVALID)
+            return rv;
+        break;
+    default:
+        return CKR_MECHANISM_INVALID;
+    }
+    ksp_debug("op",
+              "OAEP (hash 0x%lx, MGF1 0x%lx, label %zu bytes) not native in the %s backend: "
+              "raw RSA + decoding in the core",
+              (unsigned long)op->params.hash, (unsigned long)op->params.mgf_hash,
+              op->params.label_len, ops->name);
+    em = ksp_secmem_alloc(k);
+    if (!em)
+        return CKR_HOST_MEMORY;
+    rv = rsa_raw(ops, bk, op->buf, k, em, &em_len);
+    /* A ciphertext not below the modulus is not a ciphertext (RFC 8017 §5.1.2). */
+    if (rv == CKR_DATA_LEN_RANGE)
+        rv = CKR_ENCRYPTED_DATA_INVALID;
+    if (rv == CKR_OK && em_len != k)
+        rv = CKR_DEVICE_ERROR;
+    if (rv == CKR_OK)
+        rv = ksp_eme_oaep_decode(op->params.hash, op->params.mgf_hash, op->params.label,
+                                 op->params.label_len, em, k, out, out_len);
+    ksp_secmem_free(em, k);
+    return rv;
+}
+
 CK_RV ksp_op_decrypt_final_inlock(struct ksp_session *s, uint8_t *out, CK_ULONG *out_len)
 {
     struct ksp_op *op = s->ops[KSP_OPK_DECRYPT];
@@ -523,17 +575,12 @@ CK_RV ksp_op_decrypt_final_inlock(struct ksp_session *s, uint8_t *out, CK_ULONG 
     rv = ksp_object_bkey_inlock(key, &ops, &bk);
     if (rv != CKR_OK)
         goto done;
-    struct ksp_prim_args a = {.hash = op->params.hash,
-                              .mgf_hash = op->params.mgf_hash,
-                              .label = op->params.label,
-                              .label_len = op->params.label_len};
-    a.prim = op->mech->pad == KSP_PAD_OAEP ? KSP_PRIM_RSA_DECRYPT_OAEP : KSP_PRIM_RSA_DECRYPT_PKCS1;
     tmp = ksp_secmem_alloc(op->out_len);
     if (!tmp) {
         rv = CKR_HOST_MEMORY;
         goto done;
     }
-    rv = ops->private_op(bk, &a, op->buf, op->len, tmp, &len);
+    rv = do_decrypt(op, ops, bk, tmp, &len);
     if (rv != CKR_OK)
         goto done;
     if (*out_len < len) {

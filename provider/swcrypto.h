@@ -36,6 +36,9 @@ CK_RV ksp_emsa_pkcs1(const uint8_t *t, size_t t_len, uint8_t *em, size_t k);
  * modulus of mod_bits; writes k = ceil(mod_bits/8) bytes (leading 0 if needed). */
 CK_RV ksp_emsa_pss(CK_MECHANISM_TYPE hash, CK_MECHANISM_TYPE mgf_hash, size_t slen,
                    const uint8_t *mhash, size_t mlen, size_t mod_bits, uint8_t *em);
+/* RFC 8017 §B.2.1: XOR MGF1(hash, seed) into the mask_len bytes of out. */
+CK_RV ksp_mgf1_xor(CK_MECHANISM_TYPE hash, const uint8_t *seed, size_t seed_len, uint8_t *out,
+                   size_t mask_len);
 /* The CKM_RSA_X_509 sign guard: true only if block (k bytes, k = modulus
  * length) is a well-formed EMSA-PKCS1-v1_5 block (00 01 FF{8,} 00 ...) or
  * shaped like EMSA-PSS (the top bits above mod_bits-1 clear, last byte 0xBC). */

@@ -75,8 +75,8 @@ CK_RV ksp_emsa_pkcs1(const uint8_t *t, size_t t_len, uint8_t *em, size_t k)
 }
 
 /* RFC 8017 §B.2.1: XOR MGF1(seed, mask_len) into out. */
-static CK_RV mgf1_xor(CK_MECHANISM_TYPE hash, const uint8_t *seed, size_t seed_len, uint8_t *out,
-                      size_t mask_len)
+CK_RV ksp_mgf1_xor(CK_MECHANISM_TYPE hash, const uint8_t *seed, size_t seed_len, uint8_t *out,
+                   size_t mask_len)
 {
     CK_RV rv = CKR_GENERAL_ERROR;
     size_t hlen = ksp_hash_len(hash);
@@ -184,7 +184,7 @@ CK_RV ksp_emsa_pss(CK_MECHANISM_TYPE hash, CK_MECHANISM_TYPE mgf_hash, size_t sl
         memcpy(e + db_len - slen, salt, slen);
     }
     /* Steps 9-10: maskedDB = DB xor MGF1(H). */
-    rv = mgf1_xor(mgf_hash, h, hlen, e, db_len);
+    rv = ksp_mgf1_xor(mgf_hash, h, hlen, e, db_len);
     if (rv != CKR_OK) {
         goto out;
     }
@@ -222,7 +222,7 @@ static bool is_pss(CK_MECHANISM_TYPE hash, const uint8_t *em, size_t em_len, siz
         return false;
     size_t db_len = em_len - hlen - 1;
     memcpy(db, em, db_len);
-    if (mgf1_xor(hash, em + db_len, hlen, db, db_len) != CKR_OK)
+    if (ksp_mgf1_xor(hash, em + db_len, hlen, db, db_len) != CKR_OK)
         goto out;
     db[0] &= (uint8_t)(0xFF >> (8 * em_len - em_bits));
     size_t ps = db_len - hlen - 1;

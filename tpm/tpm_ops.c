@@ -72,15 +72,16 @@ static CK_RV check_input(struct ksp_bkey *key, const struct ksp_prim_args *args,
         return CKR_OK;
     case KSP_PRIM_RSA_DECRYPT_OAEP:
         hlen = ksp_hash_len(args->hash);
-        /* TPM 2.0 Part 1 Annex B.4: the TPM's label is a NUL-terminated
-         * string it extends with a NUL: a PKCS#11 label would decrypt to a
-         * different result. */
-        if (hlen == 0 || ksp_hash_len(args->mgf_hash) == 0 || args->label_len > 0) {
+        if (hlen == 0 || ksp_hash_len(args->mgf_hash) == 0) {
             return CKR_MECHANISM_PARAM_INVALID;
         }
-        /* MGF1 is the OAEP hash, and SHA-224 is rare in TPMs: anything else
-         * is not native (backend.h: the core may synthesise it). */
-        if (ksp_tpm_hash_alg(args->hash) == TPM2_ALG_ERROR || args->mgf_hash != args->hash) {
+        /* Not native, so the core decodes after RSA_RAW (backend.h): the
+         * TPM's MGF1 is the OAEP hash; SHA-224 is rare in TPMs; and TPM 2.0
+         * Part 1 Annex B.4 takes the label as a NUL-terminated string it
+         * hashes with the NUL, so a PKCS#11 label (binary, any bytes) would
+         * decrypt to a different result. */
+        if (ksp_tpm_hash_alg(args->hash) == TPM2_ALG_ERROR || args->mgf_hash != args->hash ||
+            args->label_len > 0) {
             return CKR_MECHANISM_INVALID;
         }
         if (in_len != key->k) {

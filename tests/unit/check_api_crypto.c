@@ -401,6 +401,16 @@ END_TEST
 
 /* ---- encryption ------------------------------------------------------------ */
 
+static CK_MECHANISM_TYPE mgf_md(CK_RSA_PKCS_MGF_TYPE mgf)
+{
+    for (size_t i = 0; i < N_HASHES; i++) {
+        if (hashes[i].mgf == mgf)
+            return hashes[i].digest;
+    }
+    ck_abort_msg("unknown MGF 0x%lx", mgf);
+    return 0;
+}
+
 static void ossl_crypt(bool encrypt, EVP_PKEY *pk, const CK_MECHANISM *m, const uint8_t *in,
                        size_t len, uint8_t *out, size_t *outlen)
 {
@@ -413,7 +423,7 @@ static void ossl_crypt(bool encrypt, EVP_PKEY *pk, const CK_MECHANISM *m, const 
 
         ck_assert(EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) == 1);
         ck_assert(EVP_PKEY_CTX_set_rsa_oaep_md(ctx, ksp_test_md(p->hashAlg)) == 1);
-        ck_assert(EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, ksp_test_md(p->hashAlg)) == 1);
+        ck_assert(EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, ksp_test_md(mgf_md(p->mgf))) == 1);
         if (p->ulSourceDataLen > 0) {
             void *label = OPENSSL_memdup(p->pSourceData, p->ulSourceDataLen);
 
@@ -511,6 +521,99 @@ static void check_crypt(const struct keypair *kp, const CK_MECHANISM *m, const c
                       CKR_ENCRYPTED_DATA_LEN_RANGE);
 }
 
+/* OAEP-decrypt ct with the module under m; expect rv (and, on CKR_OK, msg). */
+static void module_oaep_decrypt(const struct keypair *kp, const CK_RSA_PKCS_OAEP_PARAMS *p,
+                                const uint8_t *ct, size_t ctlen, const uint8_t *msg, size_t mlen,
+                                CK_RV want, const char *what)
+{
+    CK_SESSION_HANDLE s = ksp_t.session;
+    CK_MECHANISM m = {CKM_RSA_PKCS_OAEP, (void *)p, sizeof(*p)};
+    uint8_t pt[512];
+    CK_ULONG ptlen = sizeof(pt);
+
+    KSP_ASSERT_RV_CTX(what, P11->C_DecryptInit(s, &m, kp->priv), CKR_OK);
+    KSP_ASSERT_RV_CTX(what, P11->C_Decrypt(s, (CK_BYTE_PTR)ct, ctlen, pt, &ptlen), want);
+    if (want == CKR_OK) {
+        ck_assert_msg(ptlen == mlen && (mlen == 0 || memcmp(pt, msg, mlen) == 0),
+                      "%s: decrypted %lu bytes, expected %zu", what, ptlen, mlen);
+    }
+}
+
+/*
+ * OAEP decoding at its edges, against OpenSSL's encryption: empty and
+ * longest messages (the decoder moves the message into place by shifts), a
+ * binary label with NUL bytes (which TPM2_RSA_Decrypt cannot take), and
+ * ciphertexts that must not decode: other label, other hash, other MGF1
+ * hash, and a value not below the modulus.
+ */
+static void check_oaep_edges(const struct keypair *kp)
+{
+    static const uint8_t bin_label[] = {0x00, 0x01, 0x00, 0xff, 0x00};
+    CK_RSA_PKCS_OAEP_PARAMS sha256 = {CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, NULL, 0};
+    CK_RSA_PKCS_OAEP_PARAMS sha1 = {CKM_SHA_1, CKG_MGF1_SHA1, CKZ_DATA_SPECIFIED, NULL, 0};
+    CK_RSA_PKCS_OAEP_PARAMS bin = {CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED,
+                                   (void *)bin_label, sizeof(bin_label)};
+    CK_RSA_PKCS_OAEP_PARAMS mgf1 = {CKM_SHA256, CKG_MGF1_SHA1, CKZ_DATA_SPECIFIED, NULL, 0};
+    CK_RSA_PKCS_OAEP_PARAMS lbl = {CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED,
+                                   (void *)"a label", 7};
+    const CK_RSA_PKCS_OAEP_PARAMS *all[] = {&sha256, &sha1, &bin, &mgf1, &lbl};
+    size_t k = kp->siglen;
+    uint8_t msg[512], ct[512];
+    size_t olen = 0;
+
+    fill(msg, sizeof(msg), 9);
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        const CK_RSA_PKCS_OAEP_PARAMS *p = all[i];
+        CK_MECHANISM m = {CKM_RSA_PKCS_OAEP, (void *)p, sizeof(*p)};
+        size_t hlen = (size_t)EVP_MD_get_size(ksp_test_md(p->hashAlg));
+        size_t lens[] = {0, 1, k - 2 * hlen - 3, k - 2 * hlen - 2};
+        char what[96];
+
+        for (size_t j = 0; j < sizeof(lens) / sizeof(lens[0]); j++) {
+            snprintf(what, sizeof(what), "OAEP edge %zu: %zu-byte message", i, lens[j]);
+            olen = sizeof(ct);
+            ossl_crypt(true, kp->pk, &m, msg, lens[j], ct, &olen);
+            module_oaep_decrypt(kp, p, ct, olen, msg, lens[j], CKR_OK, what);
+        }
+        /* One byte over the longest message: the module refuses to encrypt it. */
+        {
+            CK_ULONG ctlen = sizeof(ct);
+
+            KSP_ASSERT_RV(P11->C_EncryptInit(ksp_t.session, &m, kp->pub), CKR_OK);
+            KSP_ASSERT_RV(P11->C_Encrypt(ksp_t.session, msg, k - 2 * hlen - 1, ct, &ctlen),
+                          CKR_DATA_LEN_RANGE);
+        }
+    }
+    /* Encrypted under one set of parameters, decrypted under another. */
+    olen = sizeof(ct);
+    {
+        CK_MECHANISM m = {CKM_RSA_PKCS_OAEP, &bin, sizeof(bin)};
+        ossl_crypt(true, kp->pk, &m, msg, 16, ct, &olen);
+    }
+    module_oaep_decrypt(kp, &sha256, ct, olen, NULL, 0, CKR_ENCRYPTED_DATA_INVALID,
+                        "binary label, decrypted without");
+    module_oaep_decrypt(kp, &lbl, ct, olen, NULL, 0, CKR_ENCRYPTED_DATA_INVALID,
+                        "binary label, decrypted with another");
+    module_oaep_decrypt(kp, &mgf1, ct, olen, NULL, 0, CKR_ENCRYPTED_DATA_INVALID,
+                        "MGF1-SHA256, decrypted with MGF1-SHA1");
+    module_oaep_decrypt(kp, &bin, ct, olen, msg, 16, CKR_OK, "binary label");
+    olen = sizeof(ct);
+    {
+        CK_MECHANISM m = {CKM_RSA_PKCS_OAEP, &sha256, sizeof(sha256)};
+        ossl_crypt(true, kp->pk, &m, msg, 16, ct, &olen);
+    }
+    module_oaep_decrypt(kp, &sha1, ct, olen, NULL, 0, CKR_ENCRYPTED_DATA_INVALID,
+                        "SHA-256, decrypted as SHA-1");
+    module_oaep_decrypt(kp, &bin, ct, olen, NULL, 0, CKR_ENCRYPTED_DATA_INVALID,
+                        "no label, decrypted with a binary one");
+    /* All ones: not below the modulus. */
+    memset(ct, 0xff, k);
+    module_oaep_decrypt(kp, &sha256, ct, k, NULL, 0, CKR_ENCRYPTED_DATA_INVALID,
+                        "ciphertext >= modulus");
+    module_oaep_decrypt(kp, &bin, ct, k, NULL, 0, CKR_ENCRYPTED_DATA_INVALID,
+                        "ciphertext >= modulus, binary label");
+}
+
 START_TEST(test_rsa_encrypt)
 {
     CK_SESSION_HANDLE s = ksp_t.session;
@@ -522,35 +625,60 @@ START_TEST(test_rsa_encrypt)
 
     get_pair(&kp, "rsa");
     check_crypt(&kp, &pkcs, "CKM_RSA_PKCS");
+    /* Every OAEP hash, with and without a label, on TPM keys as on software
+     * keys: what the TPM cannot do natively (SHA-224, a label, an MGF1 hash
+     * other than the OAEP hash) the core decodes after a raw RSA operation. */
     for (size_t i = 0; i < N_HASHES; i++) {
         CK_RSA_PKCS_OAEP_PARAMS p = {hashes[i].digest, hashes[i].mgf, CKZ_DATA_SPECIFIED, NULL, 0};
         CK_MECHANISM m = {CKM_RSA_PKCS_OAEP, &p, sizeof(p)};
 
         snprintf(what, sizeof(what), "OAEP %s", ksp_test_mech_name(hashes[i].digest));
-        /* Known gap (issue 3 open): a TPM has no SHA-224 OAEP and no OAEP
-         * labels, and the core does not yet rebuild them from raw RSA. */
-        if (ksp_test_tpm() && hashes[i].digest == CKM_SHA224)
-            continue;
         check_crypt(&kp, &m, what);
-        if (hashes[i].digest == CKM_SHA256 && !ksp_test_tpm()) {
-            p.pSourceData = (void *)"a label";
-            p.ulSourceDataLen = 7;
-            check_crypt(&kp, &m, "OAEP SHA-256 with label");
+        p.pSourceData = (void *)"a label";
+        p.ulSourceDataLen = 7;
+        snprintf(what, sizeof(what), "OAEP %s with label", ksp_test_mech_name(hashes[i].digest));
+        check_crypt(&kp, &m, what);
+    }
+    /* MGF1 with another hash than the OAEP hash, both ways round. */
+    {
+        static const CK_RSA_PKCS_OAEP_PARAMS mixed[] = {
+            {CKM_SHA256, CKG_MGF1_SHA1, CKZ_DATA_SPECIFIED, NULL, 0},
+            {CKM_SHA_1, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, NULL, 0},
+            {CKM_SHA384, CKG_MGF1_SHA512, CKZ_DATA_SPECIFIED, (void *)"lbl", 3},
+            {CKM_SHA512, CKG_MGF1_SHA224, CKZ_DATA_SPECIFIED, NULL, 0},
+        };
+
+        for (size_t i = 0; i < sizeof(mixed) / sizeof(mixed[0]); i++) {
+            CK_RSA_PKCS_OAEP_PARAMS p = mixed[i];
+            CK_MECHANISM m = {CKM_RSA_PKCS_OAEP, &p, sizeof(p)};
+
+            snprintf(what, sizeof(what), "OAEP %s, MGF1 %s", ksp_test_mech_name(p.hashAlg),
+                     ksp_test_mech_name(mgf_md(p.mgf)));
+            check_crypt(&kp, &m, what);
         }
     }
+    check_oaep_edges(&kp);
     /* Too long for PKCS#1 v1.5 padding. */
     fill(msg, sizeof(msg), 6);
     KSP_ASSERT_OK(P11->C_EncryptInit(s, &pkcs, kp.pub));
     KSP_ASSERT_RV(P11->C_Encrypt(s, msg, 256 - 10, ct, &ctlen), CKR_DATA_LEN_RANGE);
-    /* OAEP parameters: MGF1 hash must equal the hash. */
+    /* OAEP parameters: a known MGF and hash, a known source. */
     {
-        CK_RSA_PKCS_OAEP_PARAMS p = {CKM_SHA256, CKG_MGF1_SHA1, CKZ_DATA_SPECIFIED, NULL, 0};
-        CK_MECHANISM m = {CKM_RSA_PKCS_OAEP, &p, sizeof(p)};
+        static const CK_RSA_PKCS_OAEP_PARAMS bad[] = {
+            {CKM_SHA256, 0x99, CKZ_DATA_SPECIFIED, NULL, 0},
+            {CKM_MD5, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, NULL, 0},
+            {CKM_SHA256, CKG_MGF1_SHA256, 0x77, NULL, 0},
+            {CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, NULL, 4},
+        };
 
-        KSP_ASSERT_RV(P11->C_EncryptInit(s, &m, kp.pub), CKR_MECHANISM_PARAM_INVALID);
-        KSP_ASSERT_RV(P11->C_DecryptInit(s, &m, kp.priv), CKR_MECHANISM_PARAM_INVALID);
-        m.pParameter = NULL;
-        m.ulParameterLen = 0;
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            CK_RSA_PKCS_OAEP_PARAMS p = bad[i];
+            CK_MECHANISM m = {CKM_RSA_PKCS_OAEP, &p, sizeof(p)};
+
+            KSP_ASSERT_RV(P11->C_EncryptInit(s, &m, kp.pub), CKR_MECHANISM_PARAM_INVALID);
+            KSP_ASSERT_RV(P11->C_DecryptInit(s, &m, kp.priv), CKR_MECHANISM_PARAM_INVALID);
+        }
+        CK_MECHANISM m = {CKM_RSA_PKCS_OAEP, NULL, 0};
         KSP_ASSERT_RV(P11->C_EncryptInit(s, &m, kp.pub), CKR_MECHANISM_PARAM_INVALID);
     }
     /* behaviour.md: no encryption with the private key. */
