@@ -3,9 +3,14 @@
  * primary, and the loaded-key handle. Keys are made fixedTPM|fixedParent|
  * sensitiveDataOrigin (they never leave this TPM), unrestricted with a NULL
  * scheme (semantics.md §5 recommendation 1: RSA keys sign and decrypt so that
- * PSS with salt = hash length can be synthesised from raw RSA), with noDA for
- * PIN-less tokens, and with a random 32-byte authValue that the core keeps
- * encrypted under the token wrapping key. key_load only parses: the key is
+ * PSS with salt = hash length can be synthesised from raw RSA), noDA, and
+ * with a random 32-byte authValue that the core keeps encrypted under the
+ * token wrapping key. Why noDA for every key: a 256-bit random authValue
+ * cannot be guessed, so dictionary-attack protection adds nothing to it,
+ * while a lockout caused by someone guessing the PIN (the PIN meets the DA
+ * counter at the sealed wrapping key, tpm_seal.c) must not stop sessions
+ * that logged in before from signing. Keys made earlier without noDA load
+ * and work as before (tpm_blob.c accepts both). key_load only parses: the key is
  * loaded into the TPM by each operation (tpm_ops.c) and flushed after it.
  */
 #include <string.h>
@@ -48,10 +53,7 @@ static CK_RV key_template(const struct ksp_keyspec *spec, TPM2B_PUBLIC *t)
     p->nameAlg = TPM2_ALG_SHA256;
     p->objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
                           TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
-                          TPMA_OBJECT_SIGN_ENCRYPT;
-    if (spec->no_da) {
-        p->objectAttributes |= TPMA_OBJECT_NODA;
-    }
+                          TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_NODA;
     if (spec->key_type == CKK_RSA) {
         if (spec->modulus_bits != 2048 && spec->modulus_bits != 3072) {
             return CKR_KEY_SIZE_RANGE;
