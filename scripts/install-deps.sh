@@ -13,6 +13,7 @@ PACKAGES=(
     # TPM: throwaway software TPMs for the tests and the demo, tpm2-tools, and
     # tpm2-abrmd on a private D-Bus session bus (resource-manager tests)
     swtpm swtpm-tools tpm2-tools tpm2-abrmd dbus
+    libtss2-tcti-tabrmd0 # the tabrmd TCTI (client side), not a dependency of tpm2-abrmd
     # end-to-end clients
     opensc gnutls-bin libengine-pkcs11-openssl curl openssl libnss3-tools
     openssh-client openssh-server
