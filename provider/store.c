@@ -217,9 +217,11 @@ static CK_RV lock_take(int dirfd, int *lockfd)
 
 /*
  * Replace <dirfd>/name atomically with data: temp file, fsync, rename, fsync
- * of the directory (DESIGN.md §5). Caller holds the lock.
+ * of the directory (DESIGN.md §5). Caller holds the lock. *renamed (if not
+ * NULL) is set once the new file is in place, even if a later step fails.
  */
-static CK_RV write_atomic_inlock(int dirfd, const char *name, const uint8_t *data, size_t len)
+static CK_RV write_atomic_inlock(int dirfd, const char *name, const uint8_t *data, size_t len,
+                                 bool *renamed)
 {
     CK_RV rv = CKR_GENERAL_ERROR;
     char tmp[NAME_MAX + 1];
@@ -266,6 +268,8 @@ static CK_RV write_atomic_inlock(int dirfd, const char *name, const uint8_t *dat
         err = errno;
         goto fail;
     }
+    if (renamed)
+        *renamed = true;
     /* The rename is durable only once the directory is. */
     if (fsync(dirfd) != 0 && errno != EINVAL) {
         err = errno;
@@ -323,15 +327,51 @@ static CK_RV gen_bump_inlock(int dirfd)
     rv = ksp_store_gen_encode(gen, rec);
     if (rv != CKR_OK)
         return rv;
-    return write_atomic_inlock(dirfd, GEN_NAME, rec, sizeof(rec));
+    /* Overwrite the existing record in place: it needs no new space, so a
+     * full disk cannot stop a write that did fit (or a delete) at this last
+     * step. A torn record fails its checksum; readers then just reload. */
+    int fd = openat(dirfd, GEN_NAME, O_WRONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK);
+    if (fd >= 0) {
+        struct stat st;
+        int err = 0;
+        if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size != (off_t)sizeof(rec))
+            err = EINVAL; /* not ours or not the current size: replace it */
+        else if (pwrite(fd, rec, sizeof(rec), 0) != (ssize_t)sizeof(rec) || fsync(fd) != 0)
+            err = errno ? errno : EIO;
+        close(fd);
+        if (!err)
+            return CKR_OK;
+        if (err != EINVAL) {
+            ksp_err(AREA, "cannot update the generation counter: %s", strerror(err));
+            return write_rv(err);
+        }
+    }
+    return write_atomic_inlock(dirfd, GEN_NAME, rec, sizeof(rec), NULL);
 }
 
-/* Write one file (or remove an object if data is NULL) and bump the counter,
- * under the lock. */
+/* ".tmp.<name without .obj>.bak.<pid>": the old version of name while it is
+ * replaced; a leftover is swept like any stale temporary file. */
+static void backup_name(const char *name, char *out, size_t max)
+{
+    size_t nl = strlen(name);
+    size_t sl = strlen(OBJ_SUFFIX);
+    int keep = (int)(nl > sl && strcmp(name + nl - sl, OBJ_SUFFIX) == 0 ? nl - sl : nl);
+    snprintf(out, max, "%s%.*s.bak.%ld", TMP_PREFIX, keep, name, (long)getpid());
+}
+
+/*
+ * Write one file (or remove an object if data is NULL) and bump the counter,
+ * under the lock. All or nothing: a call that fails leaves name as it was.
+ * The old version is kept under a backup name (a hard link, or the removed
+ * file renamed) until the counter is bumped, so a failure after the new
+ * version became visible (directory fsync, counter) is undone.
+ */
 static CK_RV locked_update(const char *tokdir, const char *name, const uint8_t *data, size_t len)
 {
     CK_RV rv = CKR_GENERAL_ERROR;
     int lockfd = -1;
+    char bak[NAME_MAX + 1];
+    bool have_bak = false, changed = false;
     int dirfd = open_dir(tokdir);
     if (dirfd < 0) {
         int e = errno;
@@ -343,9 +383,20 @@ static CK_RV locked_update(const char *tokdir, const char *name, const uint8_t *
     if (rv != CKR_OK)
         goto out;
     /* LOCKED: token directory */
+    backup_name(name, bak, sizeof(bak));
+    (void)unlinkat(dirfd, bak, 0); /* left by a crashed writer with our pid */
     if (data) {
-        rv = write_atomic_inlock(dirfd, name, data, len);
-    } else if (unlinkat(dirfd, name, 0) == 0) {
+        if (linkat(dirfd, name, dirfd, bak, 0) == 0) {
+            have_bak = true;
+        } else if (errno != ENOENT) {
+            int e = errno;
+            ksp_err(AREA, "cannot keep the old %s: %s", name, strerror(e));
+            rv = write_rv(e);
+            goto out;
+        }
+        rv = write_atomic_inlock(dirfd, name, data, len, &changed);
+    } else if (renameat(dirfd, name, dirfd, bak) == 0) {
+        have_bak = changed = true;
         rv = fsync(dirfd) == 0 || errno == EINVAL ? CKR_OK : write_rv(errno);
     } else if (errno == ENOENT) {
         rv = CKR_OK; /* someone else deleted it: still bump, harmless */
@@ -356,7 +407,22 @@ static CK_RV locked_update(const char *tokdir, const char *name, const uint8_t *
     }
     if (rv == CKR_OK)
         rv = gen_bump_inlock(dirfd);
+    if (rv != CKR_OK && changed) {
+        /* Undo: put the old version back (or remove the new file). */
+        int r = have_bak ? renameat(dirfd, bak, dirfd, name) : unlinkat(dirfd, name, 0);
+        if (r == 0) {
+            have_bak = false;
+            (void)fsync(dirfd);
+            ksp_warn(AREA, "%s: update undone after %s", name, ksp_rv_name(rv));
+        } else {
+            ksp_err(AREA, "%s: cannot undo a failed update (%s): %s; the old version is %s", name,
+                    ksp_rv_name(rv), strerror(errno), have_bak ? bak : "lost");
+            have_bak = false; /* keep it */
+        }
+    }
 out:
+    if (have_bak)
+        (void)unlinkat(dirfd, bak, 0);
     if (lockfd >= 0)
         close(lockfd);
     if (dirfd >= 0)
