@@ -151,4 +151,7 @@ $(BUILD)/ksp11.pc: packaging/ksp11.pc.in
 	    -e 's|@P11_MODULE_PATH@|$(P11_MODULE_PATH)|g' \
 	    -e 's|@P11_MODULE_CONFIGS@|$(P11_MODULE_CONFS)|g' $< >$@
 
+include tests/faults/faults.mk
+.PHONY: stress
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
