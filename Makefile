@@ -113,19 +113,7 @@ bench: all
 P11_MODULE_PATH  := $(shell $(PKG_CONFIG) --variable=p11_module_path p11-kit-1 2>/dev/null)
 P11_MODULE_CONFS := $(shell $(PKG_CONFIG) --variable=p11_module_configs p11-kit-1 2>/dev/null)
 
-install: $(MODULE) $(TOOL)
-	install -d $(DESTDIR)$(P11_MODULE_PATH) $(DESTDIR)$(P11_MODULE_CONFS) $(DESTDIR)$(PREFIX)/bin
-	install -m 0644 $(MODULE) $(DESTDIR)$(P11_MODULE_PATH)/ksp11-pkcs11.so
-	install -m 0644 packaging/ksp11.module $(DESTDIR)$(P11_MODULE_CONFS)/ksp11.module
-	install -m 0755 $(TOOL) $(DESTDIR)$(PREFIX)/bin/ksp11
-	install -d $(DESTDIR)$(PREFIX)/share/ksp11
-	install -m 0644 packaging/tpm-denylist.conf $(DESTDIR)$(PREFIX)/share/ksp11/tpm-denylist.conf
-	install -d $(DESTDIR)/etc/ksp11
-	test -e $(DESTDIR)/etc/ksp11/ksp11.conf || install -m 0644 packaging/ksp11.conf $(DESTDIR)/etc/ksp11/ksp11.conf
-
-uninstall:
-	rm -f $(DESTDIR)$(P11_MODULE_PATH)/ksp11-pkcs11.so $(DESTDIR)$(P11_MODULE_CONFS)/ksp11.module \
-	      $(DESTDIR)$(PREFIX)/bin/ksp11
+include packaging/packaging.mk
 
 format:
 	clang-format -i $(wildcard provider/*.[ch] softfallback/*.[ch] tpm/*.[ch] tools/*.[ch] include/ksp11/*.h tests/unit/*.[ch])
@@ -133,7 +121,7 @@ format:
 clean:
 	rm -rf $(BUILD)
 
-# --- test, packaging helpers (tests/run-all.sh, packaging/ksp11.pc.in) ---
+# --- test helpers (tests/run-all.sh); KSP11_VERSION also fills packaging/ksp11.pc.in ---
 KSP11_VERSION ?= 0.1
 
 check-integration: all
@@ -141,15 +129,6 @@ check-integration: all
 
 check-e2e: all
 	@bash tests/run-all.sh $(BUILD) e2e
-
-.PHONY: pc
-pc: $(BUILD)/ksp11.pc
-
-$(BUILD)/ksp11.pc: packaging/ksp11.pc.in
-	@mkdir -p $(dir $@)
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(KSP11_VERSION)|g' \
-	    -e 's|@P11_MODULE_PATH@|$(P11_MODULE_PATH)|g' \
-	    -e 's|@P11_MODULE_CONFIGS@|$(P11_MODULE_CONFS)|g' $< >$@
 
 include tests/faults/faults.mk
 .PHONY: stress

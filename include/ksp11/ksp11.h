@@ -2,12 +2,17 @@
  * ksp11 public header: vendor-defined attributes and constants.
  *
  * Values are CKA_VENDOR_DEFINED | 0x4B530000 ("KS") | n and are fixed forever
- * (DESIGN.md §4). Include after a PKCS#11 header.
+ * (DESIGN.md §4). Installed as <ksp11/ksp11.h> for client developers
+ * (`pkg-config --cflags ksp11`), so it depends on nothing of ksp11's own:
+ * include it after any PKCS#11 header, or alone and it brings p11-kit's.
+ * (Inside ksp11, "ksp11/pkcs11.h" adds the PKCS#11 3.0 definitions.)
  */
 #ifndef KSP11_KSP11_H
 #define KSP11_KSP11_H
 
-#include "ksp11/pkcs11.h"
+#ifndef CKA_VENDOR_DEFINED
+#include <p11-kit/pkcs11.h>
+#endif
 
 #define KSP11_VENDOR_BASE (CKA_VENDOR_DEFINED | 0x4B530000UL)
 

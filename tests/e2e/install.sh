@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# `make install` / `make uninstall` into a DESTDIR (packaging/packaging.mk):
+# every file lands where p11-kit and the man/pkg-config tools look, with its
+# mode; the installed module and tool work; the public header compiles with
+# p11-kit's pkcs11.h alone; an existing config is never overwritten; the man
+# pages render without warnings and ksp11(1) documents every command and
+# option the tool's --help lists; uninstall removes what install put.
+set -uo pipefail
+. "$(dirname "$0")/../lib/helpers.sh"
+
+require_cmd make pkg-config groff man cc
+require_module
+ksp_setup
+
+TOOL=$KSP_BUILD/ksp11
+D=$TEST_DIR/root
+# The PREFIX the module was built with (packaging.mk records it): installing
+# with another one would rebuild the module under the other tests' feet.
+PREFIX=/usr/local
+[ -s "$KSP_BUILD/prefix.stamp" ] && PREFIX=$(cat "$KSP_BUILD/prefix.stamp")
+P11_PATH=$(pkg-config --variable=p11_module_path p11-kit-1)
+P11_CONFS=$(pkg-config --variable=p11_module_configs p11-kit-1)
+
+# A make of our own, not a job of the `make check` that runs this script.
+kmake() {
+    env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make --no-print-directory -C "$KSP_ROOT" \
+        BUILD="$KSP_BUILD" PREFIX="$PREFIX" DESTDIR="$D" "$@"
+}
+
+# expect_file PATH MODE: PASS when PATH is a regular file with MODE (octal).
+expect_file() {
+    local name="install-file:${1#"$D"}" mode
+    if [ ! -f "$1" ]; then
+        fail "$name" "missing"
+        return
+    fi
+    mode=$(stat -c %a "$1")
+    if [ "$mode" = "$2" ]; then
+        pass "$name"
+    else
+        fail "$name" "mode $mode, want $2"
+    fi
+}
+
+# --- install ---
+check make-install kmake install || {
+    ksp_finish
+    exit 1
+}
+expect_file "$D$P11_PATH/ksp11-pkcs11.so" 644
+expect_file "$D$P11_CONFS/ksp11.module" 644
+expect_file "$D$PREFIX/bin/ksp11" 755
+expect_file "$D/etc/ksp11/ksp11.conf" 644
+expect_file "$D$PREFIX/share/ksp11/tpm-denylist.conf" 644
+expect_file "$D$PREFIX/share/man/man1/ksp11.1" 644
+expect_file "$D$PREFIX/share/man/man5/ksp11.conf.5" 644
+expect_file "$D$PREFIX/share/man/man8/ksp11-pkcs11.8" 644
+expect_file "$D$PREFIX/include/ksp11/ksp11.h" 644
+expect_file "$D$PREFIX/lib/pkgconfig/ksp11.pc" 644
+# Only the public header: the others are ksp11's internals.
+n=$(find "$D$PREFIX/include" -type f | wc -l)
+if [ "$n" -eq 1 ]; then pass install-only-public-header; else fail install-only-public-header "$n files"; fi
+
+# The module file registers the module by its name in p11-kit's module path.
+check_grep module-file-names-module '^module: ksp11-pkcs11\.so$' "$D$P11_CONFS/ksp11.module"
+# The deny list compiled into the module is the installed one.
+if grep -aqF "$PREFIX/share/ksp11/tpm-denylist.conf" "$D$P11_PATH/ksp11-pkcs11.so"; then
+    pass module-knows-installed-denylist
+else
+    fail module-knows-installed-denylist "$PREFIX/share/ksp11/tpm-denylist.conf not in the module"
+fi
+if cmp -s "$KSP_ROOT/packaging/tpm-denylist.conf" "$D$PREFIX/share/ksp11/tpm-denylist.conf"; then
+    pass installed-denylist-is-shipped-one
+else
+    fail installed-denylist-is-shipped-one
+fi
+
+# --- the installed tool and module work ---
+status_out=$(ksp_outfile installed-tool-status)
+if env -u KSP11_MODULE "$D$PREFIX/bin/ksp11" --module "$D$P11_PATH/ksp11-pkcs11.so" status \
+    >"$status_out" 2>&1; then
+    check_grep installed-tool-status "store root: +$KSP11_STORE" "$status_out"
+else
+    fail installed-tool-status "exit status"
+    show_tail "$status_out"
+fi
+check installed-tool-version "$D$PREFIX/bin/ksp11" --version
+
+# --- pkg-config and the public header ---
+pcdir=$D$PREFIX/lib/pkgconfig
+mod=$(PKG_CONFIG_PATH=$pcdir pkg-config --variable=module ksp11 2>/dev/null)
+if [ "$mod" = "$P11_PATH/ksp11-pkcs11.so" ]; then
+    pass pc-module-variable
+else
+    fail pc-module-variable "got '$mod'"
+fi
+cflags=$(PKG_CONFIG_PATH=$pcdir pkg-config --cflags ksp11 2>/dev/null)
+if [[ " $cflags " == *" -I$PREFIX/include "* ]] && [[ "$cflags" == *p11-kit-1* ]]; then
+    pass pc-cflags
+else
+    fail pc-cflags "got '$cflags'"
+fi
+# Compile against the installed header (DESTDIR stands in for / here), alone
+# and after p11-kit's own pkcs11.h, with the values fixed by DESIGN.md §4.
+cat >"$TEST_DIR/alone.c" <<'EOF'
+#include <ksp11/ksp11.h>
+_Static_assert(CKA_KSP11_BACKEND == 0xCB530001UL, "backend");
+_Static_assert(CKA_KSP11_IMPL_TYPE == 0xCB530002UL, "impl type");
+_Static_assert(CKA_KSP11_FALLBACK_REASON == 0xCB530003UL, "reason");
+_Static_assert(CKA_KSP11_TPM_IDENTITY == 0xCB530004UL, "identity");
+_Static_assert(CKA_KSP11_REQUIRE_HARDWARE == 0xCB530005UL, "require hw");
+int main(void)
+{
+    CK_ATTRIBUTE a = {CKA_KSP11_BACKEND, 0, 0};
+    return a.type == CKA_KSP11_BACKEND && KSP11_BACKEND_TPM == 1 && KSP11_IMPL_VIRTUAL == 0x20 ? 0 : 1;
+}
+EOF
+printf '#include <p11-kit/pkcs11.h>\n#include <ksp11/ksp11.h>\n' >"$TEST_DIR/after.c"
+printf 'int main(void) { return CKA_KSP11_REQUIRE_HARDWARE == 0xCB530005UL ? 0 : 1; }\n' >>"$TEST_DIR/after.c"
+for t in alone after; do
+    # shellcheck disable=SC2086 # pkg-config flags are words
+    check "header-compiles-$t" cc -std=c11 -Wall -Wextra -Werror -I"$D$PREFIX/include" \
+        $(pkg-config --cflags p11-kit-1) -o "$TEST_DIR/$t" "$TEST_DIR/$t.c" &&
+        check "header-values-$t" "$TEST_DIR/$t"
+done
+
+# --- man pages ---
+for page in "$D$PREFIX/share/man/man1/ksp11.1" "$D$PREFIX/share/man/man5/ksp11.conf.5" \
+    "$D$PREFIX/share/man/man8/ksp11-pkcs11.8"; do
+    name=man-renders:$(basename "$page")
+    out=$(ksp_outfile "$name")
+    {
+        groff -ww -z -man "$page"
+        MANWIDTH=80 man --warnings -l "$page" >/dev/null
+    } >"$out" 2>&1
+    if [ ! -s "$out" ]; then
+        pass "$name"
+    else
+        fail "$name" "warnings"
+        show_tail "$out"
+    fi
+done
+
+# ksp11(1) documents every command and every option the tool's help shows.
+man1=$KSP_ROOT/packaging/man/ksp11.1
+cmds=$("$TOOL" --help | awk '/^Commands:/ { on = 1; next } on && /^  [a-z]/ { print $1; next } on { exit }')
+if [ -z "$cmds" ]; then
+    fail man-documents-commands "no commands in 'ksp11 --help'"
+fi
+missing=()
+for cmd in $cmds; do
+    grep -Eq "^\.B $cmd( |$)" "$man1" || missing+=("command $cmd")
+    for opt in $("$TOOL" "$cmd" --help | grep -oE -- '--[a-z][a-z0-9-]*' | sort -u); do
+        grep -qF -- "${opt//-/\\-}" "$man1" || missing+=("$cmd $opt")
+    done
+done
+for opt in $("$TOOL" --help | grep -oE -- '--[a-z][a-z0-9-]*' | sort -u); do
+    grep -qF -- "${opt//-/\\-}" "$man1" || missing+=("global $opt")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    pass man-documents-every-command-and-option
+else
+    fail man-documents-every-command-and-option \
+        "packaging/man/ksp11.1 lacks: ${missing[*]}"
+fi
+
+# --- an existing config is the administrator's ---
+echo "log_level = info" >>"$D/etc/ksp11/ksp11.conf"
+cp "$D/etc/ksp11/ksp11.conf" "$TEST_DIR/edited.conf"
+check make-install-again kmake install
+if cmp -s "$TEST_DIR/edited.conf" "$D/etc/ksp11/ksp11.conf"; then
+    pass install-keeps-edited-config
+else
+    fail install-keeps-edited-config
+fi
+
+# --- uninstall: everything but the edited config goes ---
+check make-uninstall kmake uninstall
+left=$(cd "$D" && find . -type f | sort)
+if [ "$left" = "./etc/ksp11/ksp11.conf" ]; then
+    pass uninstall-removes-all-but-edited-config
+else
+    fail uninstall-removes-all-but-edited-config "left: $(echo "$left" | tr '\n' ' ')"
+fi
+
+# A pristine install leaves nothing behind, not even its own directories.
+rm -rf "$D"
+check make-install-fresh kmake install
+check make-uninstall-fresh kmake uninstall
+left=$(cd "$D" && find . -type f | sort)
+if [ -z "$left" ]; then
+    pass uninstall-removes-everything
+else
+    fail uninstall-removes-everything "left: $(echo "$left" | tr '\n' ' ')"
+fi
+for dir in "$D/etc/ksp11" "$D$PREFIX/share/ksp11" "$D$PREFIX/include/ksp11"; do
+    if [ -e "$dir" ]; then
+        fail "uninstall-removes-dir:${dir#"$D"}" "still there"
+    else
+        pass "uninstall-removes-dir:${dir#"$D"}"
+    fi
+done
+
+ksp_finish
