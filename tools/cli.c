@@ -1,12 +1,14 @@
 /*
  * The ksp11 command: option parsing shared by every subcommand, and the one
  * format of error messages ("ksp11: <what failed>: <CKR name> (0x...)").
- * Usage errors exit 2, failed operations 1 (see main.c).
+ * Usage errors exit 2, failed operations 1 or a more precise code (cli.h).
  */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/err.h>
 
 #include "cli.h"
 
@@ -118,4 +120,38 @@ bool ksp_cli_parse_ulong(const char *s, unsigned long max, unsigned long *out)
         return false;
     *out = v;
     return true;
+}
+
+/* The exit code a failed PKCS#11 call deserves (see cli.h). */
+int ksp_cli_rv_exit(CK_RV rv)
+{
+    switch (rv) {
+    case CKR_PIN_INCORRECT:
+    case CKR_PIN_LOCKED:
+    case CKR_PIN_LEN_RANGE:
+    case CKR_PIN_EXPIRED:
+    case CKR_PIN_INVALID:
+        return KSP_EXIT_AUTH;
+    default:
+        return KSP_EXIT_FAIL;
+    }
+}
+
+/* A message, then OpenSSL's own reason (the first error queued) if it has one. */
+int ksp_cli_ssl_err(int rc, const char *fmt, ...)
+{
+    va_list ap;
+    char reason[256] = "";
+    unsigned long e = ERR_peek_error();
+    if (e)
+        ERR_error_string_n(e, reason, sizeof(reason));
+    ERR_clear_error();
+    fputs("ksp11: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (reason[0])
+        fprintf(stderr, " (%s)", reason);
+    fputc('\n', stderr);
+    return rc;
 }

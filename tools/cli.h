@@ -17,10 +17,15 @@
 #include "ksp11/pkcs11.h"
 #include "ksp11/ksp11.h"
 
-/* Exit codes: documented in `ksp11 --help`. */
-#define KSP_EXIT_OK    0
-#define KSP_EXIT_FAIL  1
-#define KSP_EXIT_USAGE 2
+/* Exit codes: documented in `ksp11 --help` (main.c), one meaning each. */
+#define KSP_EXIT_OK        0 /* success */
+#define KSP_EXIT_FAIL      1 /* the operation failed (module, token or system error) */
+#define KSP_EXIT_USAGE     2 /* bad command line */
+#define KSP_EXIT_NOT_FOUND 3 /* no such token, key or certificate */
+#define KSP_EXIT_AUTH      4 /* login failed: wrong or locked PIN */
+#define KSP_EXIT_INPUT     5 /* an input file is unreadable or malformed */
+#define KSP_EXIT_REFUSED   6 /* refused: exists already, mismatch, hardware unavailable */
+#define KSP_EXIT_CHECK     7 /* check-cert: a requirement is not met */
 
 /* PKCS#11 ulMaxPinLen of the module (behaviour.md). */
 #define KSP_PIN_MAX 255
@@ -92,6 +97,25 @@ struct ksp_obj {
     char *reason; /* CKA_KSP11_FALLBACK_REASON; NULL if absent */
 };
 
+/* A token key pair as the certificate commands use it (key.c). */
+struct ksp_key {
+    CK_OBJECT_HANDLE priv;    /* CK_INVALID_HANDLE when only the public half is visible */
+    CK_OBJECT_HANDLE pub;     /* CK_INVALID_HANDLE when the token has no public key object */
+    CK_KEY_TYPE type;         /* CKK_RSA or CKK_EC */
+    struct evp_pkey_st *pkey; /* the public key */
+    char *label;
+    unsigned char *id;
+    size_t id_len;
+};
+
+/* What --key / --cert name on the command line: a pkcs11: URI, or a label. */
+struct ksp_ref {
+    char *token; /* token= of the URI; NULL if not given */
+    char *label; /* object= or the plain label; NULL if not given */
+    unsigned char id[KSP_ID_MAX];
+    size_t id_len; /* 0: no id */
+};
+
 /* Tiny streaming JSON writer (json.c). */
 #define KSP_JSON_MAX_DEPTH 16
 struct ksp_json {
@@ -107,6 +131,8 @@ bool ksp_cli_parse(struct ksp_cli *cli, int argc, char **argv, const struct opti
 int ksp_cli_usage(const struct ksp_cli *cli, const char *fmt, ...) KSP_PRINTF(2, 3);
 int ksp_cli_err(const char *fmt, ...) KSP_PRINTF(1, 2);
 int ksp_cli_fail(const char *what, CK_RV rv);
+int ksp_cli_rv_exit(CK_RV rv);
+int ksp_cli_ssl_err(int rc, const char *fmt, ...) KSP_PRINTF(2, 3);
 bool ksp_cli_parse_ulong(const char *s, unsigned long max, unsigned long *out);
 
 /* ckr.c */
@@ -123,6 +149,9 @@ int ksp_p11_open(struct ksp_cli *cli);
 void ksp_p11_close(struct ksp_cli *cli);
 int ksp_p11_slots(struct ksp_cli *cli, struct ksp_slot **out, size_t *out_n);
 int ksp_p11_find_token(struct ksp_cli *cli, const char *name, struct ksp_slot *out);
+int ksp_p11_open_token(struct ksp_cli *cli, const char *name, bool rw, struct ksp_slot *slot,
+                       CK_SESSION_HANDLE *s, bool *logged_in);
+void ksp_p11_close_session(struct ksp_cli *cli, CK_SESSION_HANDLE s, bool logged_in);
 int ksp_p11_session(struct ksp_cli *cli, CK_SLOT_ID slot, bool rw, CK_SESSION_HANDLE *out);
 int ksp_p11_login(struct ksp_cli *cli, const struct ksp_slot *slot, CK_SESSION_HANDLE s,
                   bool required, bool *logged_in);
@@ -135,6 +164,10 @@ CK_RV ksp_obj_find(struct ksp_cli *cli, CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl,
 CK_RV ksp_obj_read(struct ksp_cli *cli, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
                    struct ksp_obj *out);
 void ksp_obj_free(struct ksp_obj *o);
+CK_RV ksp_obj_attr(struct ksp_cli *cli, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+                   CK_ATTRIBUTE_TYPE type, unsigned char **out, size_t *out_len);
+CK_RV ksp_obj_ulong(struct ksp_cli *cli, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+                    CK_ATTRIBUTE_TYPE type, bool *has, CK_ULONG *out);
 const char *ksp_obj_type_name(CK_OBJECT_CLASS cls);
 void ksp_obj_describe(const struct ksp_obj *o, char *buf, size_t n);
 const char *ksp_obj_backend_name(const struct ksp_obj *o);
@@ -147,6 +180,41 @@ char *ksp_uri_build(const char *token, const char *object, const char *type,
                     const unsigned char *id, size_t id_len);
 bool ksp_hex_parse(const char *s, unsigned char *out, size_t max, size_t *out_len);
 void ksp_hex_format(const unsigned char *in, size_t n, char *out);
+int ksp_ref_parse(struct ksp_cli *cli, const char *what, const char *arg, const char *id_hex,
+                  struct ksp_ref *out);
+void ksp_ref_free(struct ksp_ref *r);
+
+/* key.c: token key pairs for the certificate commands (OpenSSL public keys). */
+int ksp_key_find(struct ksp_cli *cli, CK_SESSION_HANDLE s, const struct ksp_ref *ref,
+                 struct ksp_key *out);
+int ksp_key_load(struct ksp_cli *cli, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, struct ksp_key *out);
+int ksp_key_match(struct ksp_cli *cli, CK_SESSION_HANDLE s, const struct evp_pkey_st *want,
+                  bool need_private, struct ksp_key *out, bool *found);
+int ksp_key_sign(struct ksp_cli *cli, CK_SESSION_HANDLE s, const struct ksp_key *k,
+                 const unsigned char *data, size_t n, unsigned char **sig, size_t *sig_len);
+void ksp_key_free(struct ksp_key *k);
+
+/* keygen (cmd_keygen.c), shared with selfsign. */
+struct ksp_keyspec {
+    bool rsa;
+    unsigned long bits; /* RSA */
+    int curve;          /* EC: index from ksp_keygen_curve */
+    const char *label;
+    const unsigned char *id;
+    size_t id_len;
+    bool require_hw;
+};
+int ksp_keygen_curve(const char *name);
+const char *ksp_keygen_curve_name(int curve);
+int ksp_keygen_generate(struct ksp_cli *cli, CK_SESSION_HANDLE s, const struct ksp_keyspec *ks,
+                        CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv);
+int ksp_keygen_label_free(struct ksp_cli *cli, CK_SESSION_HANDLE s, const char *label);
+bool ksp_has_control(const char *s);
+
+/* progress.c: a spinner with elapsed time on stderr, only when it is a terminal. */
+struct ksp_progress;
+struct ksp_progress *ksp_progress_start(const char *what);
+void ksp_progress_stop(struct ksp_progress *p);
 
 /* json.c: JSON and terminal-safe text output. */
 void ksp_json_init(struct ksp_json *j, FILE *f);
@@ -170,5 +238,9 @@ int ksp_cmd_list(struct ksp_cli *cli, int argc, char **argv);
 int ksp_cmd_init(struct ksp_cli *cli, int argc, char **argv);
 int ksp_cmd_keygen(struct ksp_cli *cli, int argc, char **argv);
 int ksp_cmd_delete(struct ksp_cli *cli, int argc, char **argv);
+int ksp_cmd_selfsign(struct ksp_cli *cli, int argc, char **argv);
+int ksp_cmd_csr(struct ksp_cli *cli, int argc, char **argv);
+int ksp_cmd_import_cert(struct ksp_cli *cli, int argc, char **argv);
+int ksp_cmd_check_cert(struct ksp_cli *cli, int argc, char **argv);
 
 #endif

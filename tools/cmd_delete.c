@@ -98,7 +98,8 @@ int ksp_cmd_delete(struct ksp_cli *cli, int argc, char **argv)
         goto out;
     }
     if (n == 0) {
-        rc = ksp_cli_err("no object on token \"%s\" matches", slot.label);
+        ksp_cli_err("no object on token \"%s\" matches", slot.label);
+        rc = KSP_EXIT_NOT_FOUND;
         goto out;
     }
     for (size_t i = 0; i < n; i++) {

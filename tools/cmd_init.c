@@ -133,9 +133,10 @@ static int pick_slot(struct ksp_cli *cli, const char *label, CK_SLOT_ID *out)
             found = true;
         } else if (strcmp(slots[i].label, label) == 0) {
             /* pkcs11: URIs name tokens by label; two alike would be ambiguous. */
+            ksp_cli_err("a token labelled \"%s\" already exists (serial %s)", label,
+                        slots[i].serial);
             free(slots);
-            return ksp_cli_err("a token labelled \"%s\" already exists (serial %s)", label,
-                               slots[i].serial);
+            return KSP_EXIT_REFUSED;
         }
     }
     free(slots);

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include "cli.h"
 
@@ -83,7 +82,7 @@ static int opt(struct ksp_cli *cli, void *ctx, int id, const char *arg)
     return KSP_EXIT_OK;
 }
 
-static int find_curve(const char *name)
+int ksp_keygen_curve(const char *name)
 {
     for (size_t i = 0; i < sizeof(curves) / sizeof(curves[0]); i++) {
         if (strcasecmp(name, curves[i].name) == 0 || strcasecmp(name, curves[i].alias[0]) == 0 ||
@@ -93,7 +92,14 @@ static int find_curve(const char *name)
     return -1;
 }
 
-static bool has_control(const char *s)
+const char *ksp_keygen_curve_name(int curve)
+{
+    if (curve < 0 || (size_t)curve >= sizeof(curves) / sizeof(curves[0]))
+        return "?";
+    return curves[curve].name;
+}
+
+bool ksp_has_control(const char *s)
 {
     for (; *s; s++) {
         if ((unsigned char)*s < 0x20 || *s == 0x7f)
@@ -103,7 +109,7 @@ static bool has_control(const char *s)
 }
 
 /* Refuse a second key with the same label: object= in URIs would be ambiguous. */
-static int check_unique(struct ksp_cli *cli, CK_SESSION_HANDLE s, const char *label)
+int ksp_keygen_label_free(struct ksp_cli *cli, CK_SESSION_HANDLE s, const char *label)
 {
     CK_OBJECT_HANDLE *h = NULL;
     size_t n = 0;
@@ -112,10 +118,12 @@ static int check_unique(struct ksp_cli *cli, CK_SESSION_HANDLE s, const char *la
     free(h);
     if (rv != CKR_OK)
         return ksp_cli_fail("cannot search the token's objects", rv);
-    if (n > 0)
-        return ksp_cli_err("an object labelled \"%s\" already exists on this token; delete it "
-                           "first ('ksp11 delete') or choose another label",
-                           label);
+    if (n > 0) {
+        ksp_cli_err("an object labelled \"%s\" already exists on this token; delete it "
+                    "first ('ksp11 delete') or choose another label",
+                    label);
+        return KSP_EXIT_REFUSED;
+    }
     return KSP_EXIT_OK;
 }
 
@@ -172,6 +180,80 @@ static int read_pair(struct ksp_cli *cli, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE 
     return KSP_EXIT_OK;
 }
 
+/* C_GenerateKeyPair with the tool's templates; errors are reported here. */
+int ksp_keygen_generate(struct ksp_cli *cli, CK_SESSION_HANDLE s, const struct ksp_keyspec *ks,
+                        CK_OBJECT_HANDLE *out_pub, CK_OBJECT_HANDLE *out_priv)
+{
+    CK_BBOOL yes = CK_TRUE;
+    CK_KEY_TYPE kt = ks->rsa ? CKK_RSA : CKK_EC;
+    CK_OBJECT_CLASS cpub = CKO_PUBLIC_KEY, cpriv = CKO_PRIVATE_KEY;
+    CK_ULONG mod_bits = ks->bits;
+    CK_BYTE exponent[] = {0x01, 0x00, 0x01};
+    CK_ULONG label_len = (CK_ULONG)strlen(ks->label);
+    CK_ATTRIBUTE pubt[12], privt[12];
+    CK_ULONG npub = 0, npriv = 0;
+    char what[64];
+    int rc = KSP_EXIT_OK;
+
+#define ADD(t, n, type, ptr, len) (t[n++] = (CK_ATTRIBUTE){(type), (void *)(ptr), (len)})
+    ADD(pubt, npub, CKA_CLASS, &cpub, sizeof(cpub));
+    ADD(pubt, npub, CKA_KEY_TYPE, &kt, sizeof(kt));
+    ADD(pubt, npub, CKA_TOKEN, &yes, sizeof(yes));
+    ADD(pubt, npub, CKA_VERIFY, &yes, sizeof(yes));
+    ADD(pubt, npub, CKA_LABEL, ks->label, label_len);
+    ADD(privt, npriv, CKA_CLASS, &cpriv, sizeof(cpriv));
+    ADD(privt, npriv, CKA_KEY_TYPE, &kt, sizeof(kt));
+    ADD(privt, npriv, CKA_TOKEN, &yes, sizeof(yes));
+    ADD(privt, npriv, CKA_PRIVATE, &yes, sizeof(yes));
+    ADD(privt, npriv, CKA_SENSITIVE, &yes, sizeof(yes));
+    ADD(privt, npriv, CKA_SIGN, &yes, sizeof(yes));
+    ADD(privt, npriv, CKA_LABEL, ks->label, label_len);
+    if (ks->rsa) {
+        ADD(pubt, npub, CKA_MODULUS_BITS, &mod_bits, sizeof(mod_bits));
+        ADD(pubt, npub, CKA_PUBLIC_EXPONENT, exponent, sizeof(exponent));
+        ADD(pubt, npub, CKA_ENCRYPT, &yes, sizeof(yes));
+        ADD(privt, npriv, CKA_DECRYPT, &yes, sizeof(yes));
+    } else {
+        ADD(pubt, npub, CKA_EC_PARAMS, curves[ks->curve].der, curves[ks->curve].len);
+    }
+    if (ks->id_len) {
+        ADD(pubt, npub, CKA_ID, ks->id, ks->id_len);
+        ADD(privt, npriv, CKA_ID, ks->id, ks->id_len);
+    }
+    if (ks->require_hw)
+        ADD(privt, npriv, CKA_KSP11_REQUIRE_HARDWARE, &yes, sizeof(yes));
+#undef ADD
+
+    CK_MECHANISM mech = {ks->rsa ? CKM_RSA_PKCS_KEY_PAIR_GEN : CKM_EC_KEY_PAIR_GEN, NULL, 0};
+    if (ks->rsa)
+        snprintf(what, sizeof(what), "generating an RSA-%lu key", ks->bits);
+    else
+        snprintf(what, sizeof(what), "generating an EC %s key", curves[ks->curve].name);
+    /* RSA key generation in a real TPM can take a minute: show that it is alive. */
+    struct ksp_progress *pg = ksp_progress_start(what);
+    CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
+    CK_RV rv = cli->f->C_GenerateKeyPair(s, &mech, pubt, npub, privt, npriv, &hpub, &hpriv);
+    ksp_progress_stop(pg);
+    if (rv != CKR_OK) {
+        if (ks->require_hw && rv == CKR_TEMPLATE_INCONSISTENT) {
+            ksp_cli_fail("key generation refused: --require-hardware, but no acceptable TPM "
+                         "is available (see 'ksp11 status')",
+                         rv);
+            rc = KSP_EXIT_REFUSED;
+        } else if (rv == CKR_DEVICE_ERROR) {
+            rc = ksp_cli_fail("key generation failed (no acceptable TPM, and the configuration "
+                              "may forbid software fallback: fallback = none)",
+                              rv);
+        } else {
+            rc = ksp_cli_fail("key generation failed", rv);
+        }
+        return rc;
+    }
+    *out_pub = hpub;
+    *out_priv = hpriv;
+    return KSP_EXIT_OK;
+}
+
 int ksp_cmd_keygen(struct ksp_cli *cli, int argc, char **argv)
 {
     static const struct option opts[] = {KSP_CLI_COMMON_OPTIONS,
@@ -191,7 +273,6 @@ int ksp_cmd_keygen(struct ksp_cli *cli, int argc, char **argv)
     unsigned long bits = 0;
     int curve = -1;
     bool in = false;
-    char what[64];
     int rc = KSP_EXIT_OK;
 
     if (!ksp_cli_parse(cli, argc, argv, opts, opt, &ko, help, &rc))
@@ -200,14 +281,14 @@ int ksp_cmd_keygen(struct ksp_cli *cli, int argc, char **argv)
         return ksp_cli_usage(cli, "--token is required");
     if (!ko.label || !ko.label[0])
         return ksp_cli_usage(cli, "--label is required");
-    if (has_control(ko.label))
+    if (ksp_has_control(ko.label))
         return ksp_cli_usage(cli, "--label must not contain control characters");
     if (!ko.rsa == !ko.ec)
         return ksp_cli_usage(cli, "give exactly one of --rsa BITS and --ec CURVE");
     if (ko.rsa && (!ksp_cli_parse_ulong(ko.rsa, 16384, &bits) || bits < 1024))
         return ksp_cli_usage(cli, "--rsa takes a key size in bits, e.g. 3072");
     if (ko.ec) {
-        curve = find_curve(ko.ec);
+        curve = ksp_keygen_curve(ko.ec);
         if (curve < 0)
             return ksp_cli_usage(cli, "--ec takes P-256, P-384 or P-521, not '%s'", ko.ec);
     }
@@ -223,71 +304,21 @@ int ksp_cmd_keygen(struct ksp_cli *cli, int argc, char **argv)
         return rc;
     rc = ksp_p11_login(cli, &slot, s, true, &in);
     if (rc == KSP_EXIT_OK)
-        rc = check_unique(cli, s, ko.label);
+        rc = ksp_keygen_label_free(cli, s, ko.label);
     if (rc != KSP_EXIT_OK)
         goto out;
 
-    CK_BBOOL yes = CK_TRUE;
-    CK_KEY_TYPE kt = ko.rsa ? CKK_RSA : CKK_EC;
-    CK_OBJECT_CLASS cpub = CKO_PUBLIC_KEY, cpriv = CKO_PRIVATE_KEY;
-    CK_ULONG mod_bits = bits;
-    CK_BYTE exponent[] = {0x01, 0x00, 0x01};
-    CK_ULONG label_len = (CK_ULONG)strlen(ko.label);
-    CK_ATTRIBUTE pubt[12], privt[12];
-    CK_ULONG npub = 0, npriv = 0;
-
-#define ADD(t, n, type, ptr, len) (t[n++] = (CK_ATTRIBUTE){(type), (void *)(ptr), (len)})
-    ADD(pubt, npub, CKA_CLASS, &cpub, sizeof(cpub));
-    ADD(pubt, npub, CKA_KEY_TYPE, &kt, sizeof(kt));
-    ADD(pubt, npub, CKA_TOKEN, &yes, sizeof(yes));
-    ADD(pubt, npub, CKA_VERIFY, &yes, sizeof(yes));
-    ADD(pubt, npub, CKA_LABEL, ko.label, label_len);
-    ADD(privt, npriv, CKA_CLASS, &cpriv, sizeof(cpriv));
-    ADD(privt, npriv, CKA_KEY_TYPE, &kt, sizeof(kt));
-    ADD(privt, npriv, CKA_TOKEN, &yes, sizeof(yes));
-    ADD(privt, npriv, CKA_PRIVATE, &yes, sizeof(yes));
-    ADD(privt, npriv, CKA_SENSITIVE, &yes, sizeof(yes));
-    ADD(privt, npriv, CKA_SIGN, &yes, sizeof(yes));
-    ADD(privt, npriv, CKA_LABEL, ko.label, label_len);
-    if (ko.rsa) {
-        ADD(pubt, npub, CKA_MODULUS_BITS, &mod_bits, sizeof(mod_bits));
-        ADD(pubt, npub, CKA_PUBLIC_EXPONENT, exponent, sizeof(exponent));
-        ADD(pubt, npub, CKA_ENCRYPT, &yes, sizeof(yes));
-        ADD(privt, npriv, CKA_DECRYPT, &yes, sizeof(yes));
-    } else {
-        ADD(pubt, npub, CKA_EC_PARAMS, curves[curve].der, curves[curve].len);
-    }
-    if (id_len) {
-        ADD(pubt, npub, CKA_ID, id, id_len);
-        ADD(privt, npriv, CKA_ID, id, id_len);
-    }
-    if (ko.require_hw)
-        ADD(privt, npriv, CKA_KSP11_REQUIRE_HARDWARE, &yes, sizeof(yes));
-#undef ADD
-
-    CK_MECHANISM mech = {ko.rsa ? CKM_RSA_PKCS_KEY_PAIR_GEN : CKM_EC_KEY_PAIR_GEN, NULL, 0};
-    if (ko.rsa)
-        snprintf(what, sizeof(what), "RSA-%lu", bits);
-    else
-        snprintf(what, sizeof(what), "EC %s", curves[curve].name);
-    /* Progress is for people: only when stderr is a terminal. */
-    if (isatty(STDERR_FILENO))
-        fprintf(stderr, "generating %s key...\n", what);
+    struct ksp_keyspec ks = {.rsa = ko.rsa != NULL,
+                             .bits = bits,
+                             .curve = curve,
+                             .label = ko.label,
+                             .id = id_len ? id : NULL,
+                             .id_len = id_len,
+                             .require_hw = ko.require_hw};
     CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
-    CK_RV rv = cli->f->C_GenerateKeyPair(s, &mech, pubt, npub, privt, npriv, &hpub, &hpriv);
-    if (rv != CKR_OK) {
-        if (ko.require_hw && rv == CKR_TEMPLATE_INCONSISTENT)
-            rc = ksp_cli_fail("key generation refused: --require-hardware, but no acceptable TPM "
-                              "is available (this build has no TPM backend)",
-                              rv);
-        else if (rv == CKR_DEVICE_ERROR)
-            rc = ksp_cli_fail("key generation failed (no acceptable TPM, and the configuration "
-                              "may forbid software fallback: fallback = none)",
-                              rv);
-        else
-            rc = ksp_cli_fail("key generation failed", rv);
+    rc = ksp_keygen_generate(cli, s, &ks, &hpub, &hpriv);
+    if (rc != KSP_EXIT_OK)
         goto out;
-    }
     rc = read_pair(cli, s, hpriv, hpub, &priv, &pub);
     if (rc == KSP_EXIT_OK)
         report(cli, slot.label, &priv, &pub);

@@ -1,6 +1,6 @@
 /*
  * The ksp11 command: global options, subcommand dispatch, --help and the
- * exit codes (0 ok, 1 operation failed, 2 usage error).
+ * exit codes (cli.h). A subcommand is one row of the commands table.
  *
  * Global options may come before the subcommand (`ksp11 --json list`) or
  * after it (`ksp11 list --json`); each subcommand parses its own options.
@@ -21,6 +21,10 @@ static const struct command commands[] = {
     {"init", ksp_cmd_init, "create a token in the empty slot and set its PINs"},
     {"keygen", ksp_cmd_keygen, "generate a non-exportable RSA or EC key pair"},
     {"delete", ksp_cmd_delete, "delete a key pair and certificate by label or id"},
+    {"selfsign", ksp_cmd_selfsign, "new key pair + self-signed client certificate on the token"},
+    {"csr", ksp_cmd_csr, "PKCS#10 certificate request signed by a token key"},
+    {"import-cert", ksp_cmd_import_cert, "store a certificate next to its key on the token"},
+    {"check-cert", ksp_cmd_check_cert, "check a certificate against the PKI rules of a role"},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -35,7 +39,7 @@ static void help(FILE *f)
           "Commands:\n",
           f);
     for (size_t i = 0; i < N_COMMANDS; i++)
-        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
     fputs("\n"
           "Options accepted by every command:\n"
           "  --module PATH      the PKCS#11 module to load (default: $KSP11_MODULE, else\n"
@@ -47,7 +51,16 @@ static void help(FILE *f)
           "Without --pin or --pin-source the PIN comes from $KSP11_PIN, else a prompt\n"
           "when stdin is a terminal.\n"
           "\n"
-          "Exit status: 0 success, 1 the operation failed, 2 usage error.\n"
+          "Exit status:\n"
+          "  0  success\n"
+          "  1  the operation failed (module, token or system error)\n"
+          "  2  usage error (bad option or value, PIN needed but none given)\n"
+          "  3  no such token, key or certificate\n"
+          "  4  login failed: wrong or locked PIN\n"
+          "  5  an input file is unreadable or not a certificate\n"
+          "  6  refused: label or certificate exists already, certificate does not\n"
+          "     match any key, hardware required but no acceptable TPM\n"
+          "  7  check-cert: a requirement of the role is not met\n"
           "Run 'ksp11 COMMAND --help' for the options of a command.\n",
           f);
 }

@@ -394,3 +394,15 @@ void ksp_obj_text(FILE *f, const char *token, const struct ksp_obj *o)
     free(hex);
     free(uri);
 }
+
+CK_RV ksp_obj_attr(struct ksp_cli *cli, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+                   CK_ATTRIBUTE_TYPE type, unsigned char **out, size_t *out_len)
+{
+    return get_attr(cli, s, h, type, out, out_len);
+}
+
+CK_RV ksp_obj_ulong(struct ksp_cli *cli, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+                    CK_ATTRIBUTE_TYPE type, bool *has, CK_ULONG *out)
+{
+    return get_ulong(cli, s, h, type, has, out);
+}

@@ -196,6 +196,12 @@ int ksp_p11_find_token(struct ksp_cli *cli, const char *name, struct ksp_slot *o
     for (size_t i = 0; i < n; i++) {
         if (!(slots[i].info.flags & CKF_TOKEN_INITIALIZED))
             continue;
+        if (!name) {
+            /* No name: the only token there is. */
+            label_hit = slots[i];
+            by_label++;
+            continue;
+        }
         if (strcmp(slots[i].label, name) == 0) {
             label_hit = slots[i];
             by_label++;
@@ -210,15 +216,25 @@ int ksp_p11_find_token(struct ksp_cli *cli, const char *name, struct ksp_slot *o
         *out = label_hit;
         return KSP_EXIT_OK;
     }
+    if (!name) {
+        if (by_label == 0) {
+            ksp_cli_err("there is no token yet; create one with 'ksp11 init'");
+            return KSP_EXIT_NOT_FOUND;
+        }
+        return ksp_cli_usage(
+            cli, "there are %zu tokens: name one with --token (see 'ksp11 status')", by_label);
+    }
     if (by_label > 1)
-        return ksp_cli_err("%zu tokens are labelled \"%s\"; name the token by its serial "
-                           "(see 'ksp11 status')",
-                           by_label, name);
+        return ksp_cli_usage(cli,
+                             "%zu tokens are labelled \"%s\"; name the token by its serial "
+                             "(see 'ksp11 status')",
+                             by_label, name);
     if (by_serial == 1) {
         *out = serial_hit;
         return KSP_EXIT_OK;
     }
-    return ksp_cli_err("no token labelled \"%s\" (see 'ksp11 status')", name);
+    ksp_cli_err("no token labelled \"%s\" (see 'ksp11 status')", name);
+    return KSP_EXIT_NOT_FOUND;
 }
 
 int ksp_p11_session(struct ksp_cli *cli, CK_SLOT_ID slot, bool rw, CK_SESSION_HANDLE *out)
@@ -287,11 +303,45 @@ int ksp_p11_login(struct ksp_cli *cli, const struct ksp_slot *slot, CK_SESSION_H
         rv = CKR_OK;
     if (rv != CKR_OK) {
         snprintf(what, sizeof(what), "login to token \"%s\" failed", slot->label);
-        rc = ksp_cli_fail(what, rv);
+        ksp_cli_fail(what, rv);
+        rc = ksp_cli_rv_exit(rv);
         if (rv == CKR_PIN_INCORRECT)
             pin_counter_hint(cli, slot->id);
         return rc;
     }
     *logged_in = true;
     return KSP_EXIT_OK;
+}
+
+/* Load the module, find the token (NULL: the only one), open a session and
+ * log in (PIN from the options, else a prompt on a terminal). */
+int ksp_p11_open_token(struct ksp_cli *cli, const char *name, bool rw, struct ksp_slot *slot,
+                       CK_SESSION_HANDLE *s, bool *logged_in)
+{
+    CK_SESSION_HANDLE sess = CK_INVALID_HANDLE;
+    bool in = false;
+    int rc = ksp_p11_open(cli);
+    if (rc == KSP_EXIT_OK)
+        rc = ksp_p11_find_token(cli, name, slot);
+    if (rc == KSP_EXIT_OK)
+        rc = ksp_p11_session(cli, slot->id, rw, &sess);
+    if (rc != KSP_EXIT_OK)
+        return rc;
+    rc = ksp_p11_login(cli, slot, sess, true, &in);
+    if (rc != KSP_EXIT_OK) {
+        cli->f->C_CloseSession(sess);
+        return rc;
+    }
+    *s = sess;
+    *logged_in = in;
+    return KSP_EXIT_OK;
+}
+
+void ksp_p11_close_session(struct ksp_cli *cli, CK_SESSION_HANDLE s, bool logged_in)
+{
+    if (s == CK_INVALID_HANDLE || !cli->f)
+        return;
+    if (logged_in)
+        cli->f->C_Logout(s);
+    cli->f->C_CloseSession(s);
 }

@@ -2,8 +2,8 @@
 # End to end: the ksp11 command against the built module on a fresh store.
 # Token creation with a PIN and PIN-less (--no-pin), RSA and EC key generation,
 # list (text, and --json parsed by python3), delete, status, the exit codes
-# (0 ok, 1 operation failed, 2 usage), a wrong PIN, and --require-hardware
-# refused because this build has no TPM backend.
+# (0 ok, 2 usage, 3 not found, 4 wrong PIN, 6 refused), a wrong PIN, and
+# --require-hardware refused because the test has no TPM.
 set -euo pipefail
 # shellcheck source=tests/lib/helpers.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/helpers.sh"
@@ -147,19 +147,19 @@ json_check status-json status.json \
      any(s.get("label") == "daemon" and s["pin_less"] for s in d["slots"]) and
      sum(1 for s in d["slots"] if not s["initialized"]) == 1' || true
 
-# --- failures exit 1 with a CKR name ---
-expect_rc wrong-pin-exits-1 1 ksp list --token t --pin 9999 || true
+# --- failures: precise exit codes (ksp11 --help) and a CKR name ---
+expect_rc wrong-pin-exits-4 4 ksp list --token t --pin 9999 || true
 check_grep wrong-pin-message 'login to token "t" failed: CKR_PIN_INCORRECT \(0x000000a0\)' \
-    "$(ksp_outfile wrong-pin-exits-1)" || true
+    "$(ksp_outfile wrong-pin-exits-4)" || true
 ksp status >status-after.txt 2>&1 || true
 check_grep wrong-pin-counted 'user PIN: recent wrong attempts' status-after.txt || true
 check list-after-wrong-pin ksp list --token t --pin "$PIN" || true
 
-expect_rc require-hardware-exits-1 1 ksp keygen --token t --label hw --ec P-256 \
+expect_rc require-hardware-exits-6 6 ksp keygen --token t --label hw --ec P-256 \
     --require-hardware --pin "$PIN" || true
 check_grep require-hardware-message \
     'require-hardware.*no acceptable TPM.*CKR_TEMPLATE_INCONSISTENT' \
-    "$(ksp_outfile require-hardware-exits-1)" || true
+    "$(ksp_outfile require-hardware-exits-6)" || true
 ksp list --token t --pin "$PIN" >list-hw.txt 2>&1 || true
 if grep -q 'label "hw"' list-hw.txt; then
     fail require-hardware-no-key "a key was created anyway"
@@ -167,9 +167,9 @@ else
     pass require-hardware-no-key
 fi
 
-expect_rc unknown-token-exits-1 1 ksp keygen --token nope --label x --ec P-256 --pin "$PIN" || true
-expect_rc duplicate-token-label-exits-1 1 ksp init --label t --so-pin "$SO_PIN" --pin "$PIN" || true
-expect_rc duplicate-key-label-exits-1 1 ksp keygen --token t --label rsa --ec P-256 \
+expect_rc unknown-token-exits-3 3 ksp keygen --token nope --label x --ec P-256 --pin "$PIN" || true
+expect_rc duplicate-token-label-exits-6 6 ksp init --label t --so-pin "$SO_PIN" --pin "$PIN" || true
+expect_rc duplicate-key-label-exits-6 6 ksp keygen --token t --label rsa --ec P-256 \
     --pin "$PIN" || true
 # No PIN and no terminal to ask on: a usage error, not a hang.
 expect_rc missing-pin-exits-2 2 ksp keygen --token t --label x --ec P-256 || true
@@ -194,7 +194,7 @@ expect_rc usage-no-pin-and-pin 2 ksp init --label z --so-pin "$SO_PIN" --no-pin 
 expect_rc usage-delete-needs-selector 2 ksp delete --token t || true
 check_grep usage-message 'Try .ksp11 delete --help.' "$(ksp_outfile usage-delete-needs-selector)" ||
     true
-for c in status list init keygen delete; do
+for c in status list init keygen delete selfsign csr import-cert check-cert; do
     expect_rc "help-$c" 0 ksp "$c" --help || true
 done
 expect_rc help-global 0 ksp --help || true
@@ -210,7 +210,7 @@ if grep -q 'label "rsa"' list-deleted.txt; then
 else
     pass delete-removed-objects
 fi
-expect_rc delete-again-exits-1 1 ksp delete --token t --label rsa --pin "$PIN" || true
+expect_rc delete-again-exits-3 3 ksp delete --token t --label rsa --pin "$PIN" || true
 check delete-by-id-pinless ksp delete --token daemon --id "$(python3 -c '
 import json, sys
 d = json.load(open(sys.argv[1]))
