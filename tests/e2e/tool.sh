@@ -12,53 +12,13 @@ require_cmd python3
 ksp_setup
 require_module
 
-KSP_TOOL=$KSP_BUILD/ksp11
-if [ ! -x "$KSP_TOOL" ]; then
-    fail tool-built "$KSP_TOOL not built (make build/ksp11)"
-    exit 1
-fi
-# The module under test, whatever the tool's built-in default would pick.
-ksp() {
-    "$KSP_TOOL" --module "$KSP11_MODULE" "$@" </dev/null
-}
+# shellcheck source=tests/lib/tool_helpers.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/tool_helpers.sh"
+tool_require
 
 SO_PIN=12345678
 PIN=1234
 cd "$TEST_DIR"
-
-# expect_rc NAME RC CMD...: PASS when CMD exits with exactly RC.
-expect_rc() {
-    local name=$1 want=$2 rc=0 out
-    shift 2
-    out=$(ksp_outfile "$name")
-    "$@" >"$out" 2>&1 || rc=$?
-    if [ "$rc" -eq "$want" ]; then
-        pass "$name"
-        return 0
-    fi
-    fail "$name" "exit $rc, expected $want: $*"
-    show_tail "$out"
-    return 1
-}
-
-# json_check NAME FILE PYTHON-EXPR: PASS when the JSON in FILE parses with
-# python3 -m json.tool and the expression (over the document `d`) is true.
-json_check() {
-    local name=$1 file=$2 expr=$3
-    if ! python3 -m json.tool "$file" >/dev/null 2>&1; then
-        fail "$name" "not valid JSON: $(basename "$file")"
-        show_tail "$file"
-        return 1
-    fi
-    if python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if ($expr) else 1)" \
-        "$file"; then
-        pass "$name"
-        return 0
-    fi
-    fail "$name" "false on $(basename "$file"): $expr"
-    show_tail "$file"
-    return 1
-}
 
 # --- set-up steps everything else depends on: stop at the first failure ---
 check init-with-pin ksp init --label t --so-pin "$SO_PIN" --pin "$PIN"
