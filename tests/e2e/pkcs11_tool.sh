@@ -2,7 +2,8 @@
 # End to end: OpenSC's pkcs11-tool drives the module on a fresh store: token and
 # PIN set-up, RSA and EC key generation, signatures checked by OpenSSL against
 # the public key read back from the token, pkcs11-tool's own --test, certificate
-# objects, deletion, a wrong PIN, and that the private key cannot be read out.
+# objects, deletion, a wrong PIN, and that the private key cannot be read out;
+# PIN changes (user and SO), key pair deletion, and the same with TPM keys.
 set -euo pipefail
 # shellcheck source=tests/lib/helpers.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/helpers.sh"
@@ -141,5 +142,80 @@ if check pinless-token make_pinless_token nopin "$SO_PIN"; then
         pass pin-token-still-private
     fi
 fi
+
+# PIN management: the user changes the PIN (C_SetPIN), the old one stops working;
+# the SO changes the SO PIN.
+if check change-user-pin p11 "${T[@]}" --change-pin --pin "$PIN" --new-pin 5678; then
+    check_fails changed-pin-old-refused p11 "${T[@]}" --login --pin "$PIN" --list-objects || true
+    check changed-pin-new-works p11 "${T[@]}" --login --pin 5678 --list-objects --type privkey || true
+    check change-user-pin-back p11 "${T[@]}" --change-pin --pin 5678 --new-pin "$PIN" || true
+fi
+if check change-so-pin p11 "${T[@]}" --change-pin --login --login-type so --so-pin "$SO_PIN" \
+    --new-pin 87654321; then
+    check_fails changed-so-pin-old-refused p11 "${T[@]}" --init-pin --login --login-type so \
+        --so-pin "$SO_PIN" --pin "$PIN" || true
+    # The SO resets the user PIN with the new SO PIN.
+    check changed-so-pin-new-works p11 "${T[@]}" --init-pin --login --login-type so \
+        --so-pin 87654321 --pin "$PIN" || true
+    check change-so-pin-back p11 "${T[@]}" --change-pin --login --login-type so \
+        --so-pin 87654321 --new-pin "$SO_PIN" || true
+fi
+
+# Deleting a key pair: both halves go, and the key no longer signs.
+check delete-ec-private p11 "${U[@]}" --delete-object --type privkey --id 02 || true
+check delete-ec-public p11 "${U[@]}" --delete-object --type pubkey --id 02 || true
+p11 "${U[@]}" --list-objects >objects3.txt 2>&1 || true
+if grep -q 'label: *ec$' objects3.txt; then
+    fail deleted-key-pair-gone "ec still listed"
+    show_tail objects3.txt
+else
+    pass deleted-key-pair-gone
+fi
+check_fails deleted-key-cannot-sign p11 "${U[@]}" --sign --mechanism ECDSA --id 02 \
+    -i data.sha256 -o sig.gone || true
+
+# The same life cycle with keys in a TPM (swtpm): a token "tpm" with RSA and
+# EC keys (ksp_matrix_tokens), signatures checked by OpenSSL, deletion.
+ksp_matrix_tokens || true
+case " $KSP_MATRIX_TOKENS " in
+*" tpm "*)
+    pass tpm-token-and-keys
+    TU=(--token-label tpm --login --pin "$KSP_PIN")
+    if check tpm-sign-sha256-rsa-pkcs p11 "${TU[@]}" --sign --mechanism SHA256-RSA-PKCS --id 01 \
+        -i data -o tsig.pkcs1; then
+        check tpm-verify-sha256-rsa-pkcs openssl dgst -sha256 -verify pub-tpm-rsa.pem \
+            -signature tsig.pkcs1 data || true
+    fi
+    if check tpm-sign-rsa-pkcs-pss p11 "${TU[@]}" --sign --mechanism RSA-PKCS-PSS \
+        --hash-algorithm SHA256 --mgf MGF1-SHA256 --id 01 -i data.sha256 -o tsig.pss; then
+        check tpm-verify-rsa-pkcs-pss openssl pkeyutl -verify -pubin -inkey pub-tpm-rsa.pem \
+            -in data.sha256 -sigfile tsig.pss -pkeyopt digest:sha256 -pkeyopt rsa_padding_mode:pss \
+            -pkeyopt rsa_pss_saltlen:digest || true
+    fi
+    if check tpm-sign-ecdsa-sha256 p11 "${TU[@]}" --sign --mechanism ECDSA-SHA256 \
+        --signature-format openssl --id 02 -i data -o tsig.ec; then
+        check tpm-verify-ecdsa-sha256 openssl dgst -sha256 -verify pub-tpm-ec.pem \
+            -signature tsig.ec data || true
+    fi
+    if check tpm-write-cert p11 "${TU[@]}" --write-object cert.der --type cert --id 03 \
+        --label tcert; then
+        check tpm-delete-cert p11 "${TU[@]}" --delete-object --type cert --id 03 || true
+    fi
+    p11 "${TU[@]}" --list-objects --type privkey >tpm-privkeys.txt 2>&1 || true
+    if [ "$(grep -c 'Access:.*sensitive, always sensitive, never extractable' tpm-privkeys.txt)" -eq 2 ]; then
+        pass tpm-private-keys-non-exportable
+    else
+        fail tpm-private-keys-non-exportable "expected both TPM keys sensitive + never extractable"
+        show_tail tpm-privkeys.txt
+    fi
+    check tpm-delete-rsa-private p11 "${TU[@]}" --delete-object --type privkey --id 01 &&
+        check tpm-delete-rsa-public p11 "${TU[@]}" --delete-object --type pubkey --id 01 &&
+        check_fails tpm-deleted-key-cannot-sign p11 "${TU[@]}" --sign --mechanism SHA256-RSA-PKCS \
+            --id 01 -i data -o tsig.gone || true
+    ;;
+*)
+    skip tpm-token-and-keys "no TPM token (see matrix-tpm above)"
+    ;;
+esac
 
 ksp_finish
