@@ -257,7 +257,7 @@ static bool private_key(const struct subject *c, char *detail, size_t n)
     char hex[2 * KSP_ID_MAX + 1] = "";
     if (c->key.id_len <= KSP_ID_MAX)
         ksp_hex_format(c->key.id, c->key.id_len, hex);
-    snprintf(detail, n, "private key \"%s\" (id %s, %s)", c->key.label ? c->key.label : "", hex,
+    snprintf(detail, n, "private key '%s' (id %s, %s)", c->key.label ? c->key.label : "", hex,
              c->backend ? c->backend : "unknown backend");
     return true;
 }
