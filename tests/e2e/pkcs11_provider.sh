@@ -46,8 +46,7 @@ prov() {
 # `openssl list` exits 0 even when a provider fails to load: read its listing.
 prov openssl list -providers >providers.txt 2>&1
 if ! grep -q '^ *pkcs11$' providers.txt || grep -q 'error' providers.txt; then
-    skip_all "pkcs11-provider at $PROV does not load: $(grep -m 1 -i error providers.txt ||
-        head -n 1 providers.txt)"
+    skip_all "pkcs11-provider at $PROV does not load (openssl list -providers does not list it)"
 fi
 pass provider-loads
 
