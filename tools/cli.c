@@ -32,6 +32,13 @@ bool ksp_cli_parse(struct ksp_cli *cli, int argc, char **argv, const struct opti
         int c = getopt_long(argc, argv, ":h", opts, NULL);
         if (c == -1)
             break;
+        /* "--label --ec P-256": getopt takes "--ec" as the label. A value
+         * starting with "--" must be given as --label=--x. */
+        if (optarg && optind >= 2 && argv[optind - 1] == optarg && strncmp(optarg, "--", 2) == 0) {
+            *rc = ksp_cli_usage(cli, "option '%s' needs a value (not '%s'; write %s=VALUE)",
+                                argv[optind - 2], optarg, argv[optind - 2]);
+            return false;
+        }
         switch (c) {
         case 'h':
             help(stdout);

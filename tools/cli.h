@@ -23,7 +23,7 @@
 #define KSP_EXIT_USAGE     2 /* bad command line */
 #define KSP_EXIT_NOT_FOUND 3 /* no such token, key or certificate */
 #define KSP_EXIT_AUTH      4 /* login failed: wrong or locked PIN */
-#define KSP_EXIT_INPUT     5 /* an input file is unreadable or malformed */
+#define KSP_EXIT_INPUT     5 /* a file cannot be read or written, or is malformed */
 #define KSP_EXIT_REFUSED   6 /* refused: exists already, mismatch, hardware unavailable */
 #define KSP_EXIT_CHECK     7 /* check-cert: a requirement is not met */
 

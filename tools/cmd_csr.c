@@ -173,7 +173,9 @@ int ksp_cmd_csr(struct ksp_cli *cli, int argc, char **argv)
         rc = ksp_cli_usage(cli, "--out needs a file name");
         goto out;
     }
-    rc = ksp_ref_parse(cli, "--key", co.key, co.id, &ref);
+    rc = co.out ? ksp_x509_out_check(co.out) : KSP_EXIT_OK;
+    if (rc == KSP_EXIT_OK)
+        rc = ksp_ref_parse(cli, "--key", co.key, co.id, &ref);
     if (rc != KSP_EXIT_OK)
         goto out;
     if (co.token && ref.token && strcmp(co.token, ref.token) != 0) {

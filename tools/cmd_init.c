@@ -29,7 +29,8 @@ static void help(FILE *f)
           "  --so-pin PIN   the SO PIN (else $KSP11_SO_PIN, else a prompt)\n"
           "  --pin PIN      the user PIN (else --pin-source, $KSP11_PIN, else a prompt)\n"
           "  --no-pin       a PIN-less token, for daemons: no login needed, and the\n"
-          "                 token's wrapping key is protected by file permissions only\n"
+          "                 token's wrapping key is protected by the TPM when there is\n"
+          "                 an acceptable one, else by file permissions only\n"
           "PINs are 4 to 255 bytes.\n",
           f);
 }
@@ -161,8 +162,11 @@ static int set_user_pin(struct ksp_cli *cli, CK_SLOT_ID slot, const struct ksp_p
     /* A non-NULL pointer with length 0: an empty PIN, not a protected
      * authentication path (PKCS#11 3.0 §5.6 C_InitPIN). */
     rv = cli->f->C_InitPIN(s, (CK_UTF8CHAR_PTR)user->buf, (CK_ULONG)user->len);
-    if (rv != CKR_OK)
+    if (rv != CKR_OK) {
         rc = ksp_cli_fail("cannot set the user PIN", rv);
+        if (rv == CKR_PIN_LEN_RANGE || rv == CKR_PIN_INVALID)
+            rc = ksp_cli_usage(cli, "the user PIN must be 4 to 255 bytes (or --no-pin)");
+    }
     cli->f->C_Logout(s);
 out:
     cli->f->C_CloseSession(s);
@@ -208,6 +212,8 @@ int ksp_cmd_init(struct ksp_cli *cli, int argc, char **argv)
     CK_RV rv = cli->f->C_InitToken(slot, (CK_UTF8CHAR_PTR)so.buf, (CK_ULONG)so.len, label32);
     if (rv != CKR_OK) {
         rc = ksp_cli_fail("cannot create the token", rv);
+        if (rv == CKR_PIN_LEN_RANGE || rv == CKR_PIN_INVALID)
+            rc = ksp_cli_usage(cli, "the SO PIN must be 4 to 255 bytes");
         goto out;
     }
     rc = set_user_pin(cli, slot, &so, &user);

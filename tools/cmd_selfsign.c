@@ -339,7 +339,13 @@ int ksp_cmd_selfsign(struct ksp_cli *cli, int argc, char **argv)
         ksp_cli_usage(cli, "--id takes 1 to %d bytes in hex, e.g. 01a2", KSP_ID_MAX);
         goto out;
     }
-    rc = ksp_x509_subject(cli, so.subject, &subject);
+    if (so.out && !so.out[0]) {
+        ksp_cli_usage(cli, "--out needs a file name");
+        goto out;
+    }
+    rc = so.out ? ksp_x509_out_check(so.out) : KSP_EXIT_OK;
+    if (rc == KSP_EXIT_OK)
+        rc = ksp_x509_subject(cli, so.subject, &subject);
     /* Extensions without a certificate: only the syntax of --san is checked. */
     if (rc == KSP_EXIT_OK)
         rc = extensions(cli, NULL, rsa ? CKK_RSA : CKK_EC, so.san);

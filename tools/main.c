@@ -57,7 +57,7 @@ static void help(FILE *f)
           "  2  usage error (bad option or value, PIN needed but none given)\n"
           "  3  no such token, key or certificate\n"
           "  4  login failed: wrong or locked PIN\n"
-          "  5  an input file is unreadable or not a certificate\n"
+          "  5  a file cannot be read or written, or is not a certificate\n"
           "  6  refused: label or certificate exists already, certificate does not\n"
           "     match any key, hardware required but no acceptable TPM\n"
           "  7  check-cert: a requirement of the role is not met\n"

@@ -70,7 +70,8 @@ static bool from_file(const char *path, struct ksp_pin *out, int *rc)
         path += 5;
     int fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
-        *rc = ksp_cli_err("cannot open PIN file %s: %s", path, strerror(errno));
+        ksp_cli_err("cannot open PIN file %s: %s", path, strerror(errno));
+        *rc = KSP_EXIT_INPUT;
         return false;
     }
     ok = read_line(fd, out, &err);
@@ -78,9 +79,10 @@ static bool from_file(const char *path, struct ksp_pin *out, int *rc)
         close(fd);
     if (!ok) {
         if (err)
-            *rc = ksp_cli_err("cannot read PIN file %s: %s", path, strerror(err));
+            ksp_cli_err("cannot read PIN file %s: %s", path, strerror(err));
         else
-            *rc = ksp_cli_err("PIN in %s is longer than %d bytes", path, KSP_PIN_MAX);
+            ksp_cli_err("PIN in %s is longer than %d bytes", path, KSP_PIN_MAX);
+        *rc = KSP_EXIT_INPUT;
         return false;
     }
     return true;

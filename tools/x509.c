@@ -428,3 +428,28 @@ char *ksp_x509_serial_text(const X509 *x)
     BN_free(bn);
     return copy;
 }
+
+/* Before any key is made: can --out be written? (exit 5 if not) */
+int ksp_x509_out_check(const char *path)
+{
+    if (strcmp(path, "-") == 0)
+        return KSP_EXIT_OK;
+    if (access(path, F_OK) == 0) {
+        if (access(path, W_OK) == 0)
+            return KSP_EXIT_OK;
+    } else {
+        char *copy = strdup(path);
+        if (!copy)
+            return ksp_cli_err("out of memory");
+        char *slash = strrchr(copy, '/');
+        const char *dir = slash ? (slash == copy ? "/" : copy) : ".";
+        if (slash && slash != copy)
+            *slash = '\0';
+        int ok = access(dir, W_OK | X_OK) == 0;
+        free(copy);
+        if (ok)
+            return KSP_EXIT_OK;
+    }
+    ksp_cli_err("cannot write %s: %m", path);
+    return KSP_EXIT_INPUT;
+}

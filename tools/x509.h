@@ -19,6 +19,7 @@ int ksp_x509_sign_cert(struct ksp_cli *cli, CK_SESSION_HANDLE s, const struct ks
 int ksp_x509_sign_req(struct ksp_cli *cli, CK_SESSION_HANDLE s, const struct ksp_key *k,
                       X509_REQ *req, X509_REQ **out);
 int ksp_x509_read(const char *path, X509 **out);
+int ksp_x509_out_check(const char *path);
 int ksp_x509_write_pem(const char *path, X509 *x, X509_REQ *req);
 int ksp_x509_store(struct ksp_cli *cli, CK_SESSION_HANDLE s, X509 *x, const unsigned char *id,
                    size_t id_len, const char *label, CK_OBJECT_HANDLE *out);

@@ -131,6 +131,14 @@ expect_rc unknown-token-exits-3 3 ksp keygen --token nope --label x --ec P-256 -
 expect_rc duplicate-token-label-exits-6 6 ksp init --label t --so-pin "$SO_PIN" --pin "$PIN" || true
 expect_rc duplicate-key-label-exits-6 6 ksp keygen --token t --label rsa --ec P-256 \
     --pin "$PIN" || true
+expect_rc pin-file-missing-exits-5 5 ksp list --token t --pin-source "$TEST_DIR/no-such-pin" || true
+expect_rc list-unknown-token-exits-3 3 ksp list --token nope || true
+expect_rc init-short-pin-exits-2 2 ksp init --label short --so-pin "$SO_PIN" --pin 12 || true
+check_grep init-short-pin-message 'user PIN must be 4 to 255 bytes' \
+    "$(ksp_outfile init-short-pin-exits-2)" || true
+expect_rc module-missing-exits-1 1 "$KSP_TOOL" --module "$TEST_DIR/no-such-module.so" list || true
+check_grep module-missing-message 'cannot load module' "$(ksp_outfile module-missing-exits-1)" ||
+    true
 # No PIN and no terminal to ask on: a usage error, not a hang.
 expect_rc missing-pin-exits-2 2 ksp keygen --token t --label x --ec P-256 || true
 
@@ -152,6 +160,10 @@ expect_rc usage-long-label 2 ksp init --label 0123456789abcdef0123456789abcdef0 
 expect_rc usage-no-pin-and-pin 2 ksp init --label z --so-pin "$SO_PIN" --no-pin --pin "$PIN" ||
     true
 expect_rc usage-delete-needs-selector 2 ksp delete --token t || true
+# "--label --ec P-256": the next option is not taken as the label.
+expect_rc usage-option-as-value 2 ksp keygen --token t --label --ec P-256 --pin "$PIN" || true
+check_grep usage-option-as-value-message "option '--label' needs a value" \
+    "$(ksp_outfile usage-option-as-value)" || true
 check_grep usage-message 'Try .ksp11 delete --help.' "$(ksp_outfile usage-delete-needs-selector)" ||
     true
 for c in status list init keygen delete selfsign csr import-cert check-cert; do

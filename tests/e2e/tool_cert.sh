@@ -138,6 +138,9 @@ expect_rc selfsign-no-label-2 2 ksp selfsign --token t --pin "$PIN" || true
 expect_rc selfsign-require-hardware-6 6 ksp selfsign --token t --label bad3 --require-hardware \
     --pin "$PIN" || true
 check no-key-after-require-hardware no_objects bad3 || true
+expect_rc selfsign-out-unwritable-5 5 ksp selfsign --token t --label bad5 --out no-dir/x.pem \
+    --pin "$PIN" || true
+check no-key-after-unwritable-out no_objects bad5 || true
 expect_rc selfsign-unknown-token-3 3 ksp selfsign --token nope --label bad4 --pin "$PIN" || true
 expect_rc selfsign-wrong-pin-4 4 ksp selfsign --token t --label bad4 --pin 9999 || true
 check no-key-after-wrong-pin no_objects bad4 || true
