@@ -12,6 +12,10 @@
 
 #define AREA KSP_TPM_AREA
 
+/* tss2's TPM2_HR_TRANSIENT shifts TPM2_HT_TRANSIENT (0x80, promoted to int)
+ * left by 24: undefined behaviour that UBSan reports. Same value, unsigned. */
+#define HR_TRANSIENT ((TPM2_HC)TPM2_HT_TRANSIENT << TPM2_HR_SHIFT)
+
 const struct ksp_backend_ops ksp_tpm_backend = {
     .name = "tpm",
     .id = KSP11_BACKEND_TPM,
@@ -55,9 +59,11 @@ static TSS2_RC count_handles(ESYS_CONTEXT *esys, TPM2_HANDLE first, CK_ULONG *n)
                 (*n)++;
             }
         }
-        last = hl->count > 0 ? hl->handle[hl->count - 1] : 0;
+        /* hl points into cap: read before Esys_Free; the count is the TPM's word */
+        UINT32 count = hl->count < TPM2_MAX_CAP_HANDLES ? hl->count : TPM2_MAX_CAP_HANDLES;
+        last = count > 0 ? hl->handle[count - 1] : 0;
         Esys_Free(cap);
-        if (hl->count == 0 || last < next || (last >> TPM2_HR_SHIFT) != (first >> TPM2_HR_SHIFT)) {
+        if (count == 0 || last < next || (last >> TPM2_HR_SHIFT) != (first >> TPM2_HR_SHIFT)) {
             break;
         }
         next = last + 1;
@@ -83,7 +89,7 @@ CK_RV ksp_tpm_diag_loaded(const char *tcti, CK_ULONG *objects, CK_ULONG *session
         rc = Esys_Initialize(&esys, t, NULL);
     }
     if (rc == TSS2_RC_SUCCESS) {
-        rc = count_handles(esys, TPM2_HR_TRANSIENT, &o);
+        rc = count_handles(esys, HR_TRANSIENT, &o);
     }
     if (rc == TSS2_RC_SUCCESS) {
         rc = count_handles(esys, TPM2_HR_HMAC_SESSION, &s);
