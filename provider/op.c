@@ -248,7 +248,8 @@ static CK_RV op_update(struct ksp_op *op, const uint8_t *in, size_t len)
     }
     if (len > MAX_RAW_INPUT - op->len)
         return CKR_DATA_LEN_RANGE;
-    memcpy(op->buf + op->len, in, len);
+    if (len) /* in may be NULL for an empty part; memcpy(NULL) is undefined */
+        memcpy(op->buf + op->len, in, len);
     op->len += len;
     return CKR_OK;
 }
