@@ -25,6 +25,7 @@
 struct ksp_session;
 struct ksp_token;
 struct ksp_op;
+struct ksp_keyhold;
 
 struct ksp_object {
     CK_OBJECT_HANDLE handle;
@@ -33,12 +34,13 @@ struct ksp_object {
     char id[KSP_OBJID_LEN + 1]; /* store file id, also CKA_UNIQUE_ID */
     struct ksp_attrs attrs;     /* every attribute except secret components */
     CK_OBJECT_CLASS klass;
-    bool on_token;         /* CKA_TOKEN */
-    bool is_private;       /* CKA_PRIVATE */
-    CK_ULONG backend;      /* KSP11_BACKEND_* for keys with private material */
-    struct ksp_buf blob;   /* backend blob (not secret) */
-    struct ksp_buf sealed; /* secret part sealed under the token TWK */
-    struct ksp_bkey *bkey; /* loaded backend key, cached while logged in */
+    bool on_token;            /* CKA_TOKEN */
+    bool is_private;          /* CKA_PRIVATE */
+    CK_ULONG backend;         /* KSP11_BACKEND_* for keys with private material */
+    struct ksp_buf blob;      /* backend blob (not secret) */
+    struct ksp_buf sealed;    /* secret part sealed under the token TWK */
+    struct ksp_bkey *bkey;    /* loaded backend key, cached while logged in */
+    struct ksp_keyhold *hold; /* users of bkey outside the library lock, or NULL */
     struct ksp_object *next;
 };
 
@@ -52,7 +54,8 @@ struct ksp_token {
     struct ksp_buf twk;         /* token wrapping key while available */
     struct ksp_object *objects; /* token objects (cache of the store) */
     bool objects_loaded;
-    uint64_t generation; /* store generation of the cache */
+    uint64_t generation;         /* store generation of the cache */
+    struct ksp_objindex *lindex; /* label index of objects, NULL until needed */
     struct ksp_token *next;
 };
 
@@ -106,6 +109,18 @@ CK_RV ksp_lib_finalize(void);
  * §5.4: a child must call C_Initialize). On CKR_OK the lock is held. */
 CK_RV ksp_enter(void);
 void ksp_leave(void);
+/*
+ * Finer locking: a call on a thread-safe backend (ops->thread_safe) runs the
+ * backend's private-key work without the library lock, so threads sign in
+ * parallel. The caller holds the lock, takes a hold on the key
+ * (ksp_object_hold_inlock: the key outlives C_Logout / C_DestroyObject from
+ * another thread until released), detaches what it uses from the session,
+ * then suspend ... resume, then releases the hold. Between the two nothing
+ * of the library's state (sessions, objects, tokens) may be touched. The lock
+ * is the same one either way (pthread or the application's callbacks).
+ */
+void ksp_lib_suspend(void);
+void ksp_lib_resume(void);
 /* ksp_enter, then look up a session; on CKR_OK the lock is held. */
 CK_RV ksp_enter_session(CK_SESSION_HANDLE h, struct ksp_session **s);
 /* The backend with a KSP11_BACKEND_* id, opened on first use. ops may be NULL. */
@@ -165,6 +180,10 @@ CK_RV ksp_object_store_inlock(struct ksp_object *o);
 void ksp_object_free(struct ksp_object *o);
 /* Drop loaded backend keys of a token (logout). */
 void ksp_objects_unload_keys_inlock(struct ksp_token *t);
+/* A hold on o's loaded key (o->bkey must be loaded) for use outside the
+ * lock; release with the lock held again. */
+CK_RV ksp_object_hold_inlock(struct ksp_object *o, struct ksp_keyhold **out);
+void ksp_object_hold_release_inlock(struct ksp_keyhold *h);
 /* Loaded backend key of a private-key object (unseals with the TWK). */
 CK_RV ksp_object_bkey_inlock(struct ksp_object *o, const struct ksp_backend_ops **ops,
                              struct ksp_bkey **out);
@@ -176,6 +195,14 @@ void ksp_pubkey_free(struct ksp_pubkey *pk);
 void ksp_objects_drop_session_inlock(struct ksp_session *s);
 /* Find support. */
 CK_RV ksp_find_init_inlock(struct ksp_session *s, const CK_ATTRIBUTE *tmpl, CK_ULONG n);
+
+/* ---- objindex.c: label index of a token's object cache ---- */
+/* Drop the index (any change to t->objects or to an object's attributes). */
+void ksp_objindex_invalidate_inlock(struct ksp_token *t);
+/* Token objects whose label may equal `label` (a superset: match them),
+ * in list order; *out is malloc'd. */
+CK_RV ksp_objindex_lookup_inlock(struct ksp_token *t, const CK_ATTRIBUTE *label,
+                                 struct ksp_object ***out, size_t *n_out);
 
 /* ---- helpers ---- */
 /* Copy a string into a space-padded PKCS#11 field. */

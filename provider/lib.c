@@ -3,7 +3,10 @@
  * fork detection (PKCS#11 3.0 §5.4), and lazy backend opening.
  *
  * Locking: one library lock serialises all core state. It is either a pthread
- * mutex (CKF_OS_LOCKING_OK or no args) or the application's callbacks.
+ * mutex (CKF_OS_LOCKING_OK or no args) or the application's callbacks. The
+ * private-key work of a thread-safe backend runs with it released
+ * (ksp_lib_suspend/resume, core.h), so signing scales with threads; the TPM
+ * backend has its own lock per connection.
  * Fork: we record getpid() at C_Initialize and compare at every entry; a child
  * that did not call C_Initialize gets CKR_CRYPTOKI_NOT_INITIALIZED and its
  * inherited state is discarded without being used (no pthread_atfork: it
@@ -197,6 +200,16 @@ CK_RV ksp_enter(void)
 void ksp_leave(void)
 {
     unlock();
+}
+
+void ksp_lib_suspend(void)
+{
+    unlock();
+}
+
+void ksp_lib_resume(void)
+{
+    lock();
 }
 
 CK_RV ksp_enter_session(CK_SESSION_HANDLE h, struct ksp_session **s)

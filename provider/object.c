@@ -17,15 +17,64 @@
 #include "swcrypto.h"
 #include "twk.h"
 
-void ksp_object_free(struct ksp_object *o)
+/* Users of a loaded key outside the library lock (core.h "finer locking").
+ * Changed only with the lock held. */
+struct ksp_keyhold {
+    struct ksp_bkey *bkey;
+    const struct ksp_backend_ops *ops;
+    unsigned users;
+    bool orphan; /* the object let go of the key: the last user unloads it */
+};
+
+CK_RV ksp_object_hold_inlock(struct ksp_object *o, struct ksp_keyhold **out)
 {
-    if (!o)
+    if (!o->bkey)
+        return CKR_GENERAL_ERROR;
+    if (!o->hold) {
+        o->hold = calloc(1, sizeof(*o->hold));
+        if (!o->hold)
+            return CKR_HOST_MEMORY;
+        o->hold->bkey = o->bkey;
+        o->hold->ops = ksp_backend_ops_by_id(o->backend);
+    }
+    o->hold->users++;
+    *out = o->hold;
+    return CKR_OK;
+}
+
+void ksp_object_hold_release_inlock(struct ksp_keyhold *h)
+{
+    if (--h->users == 0 && h->orphan) {
+        if (h->ops)
+            h->ops->key_unload(h->bkey);
+        free(h);
+    }
+}
+
+/* The object lets go of its loaded key: unloaded now, or by its last user. */
+static void drop_bkey(struct ksp_object *o)
+{
+    struct ksp_keyhold *h = o->hold;
+    o->hold = NULL;
+    if (h && h->users > 0 && h->bkey == o->bkey) {
+        h->orphan = true;
+        o->bkey = NULL;
         return;
+    }
+    free(h);
     if (o->bkey) {
         const struct ksp_backend_ops *ops = ksp_backend_ops_by_id(o->backend);
         if (ops)
             ops->key_unload(o->bkey);
     }
+    o->bkey = NULL;
+}
+
+void ksp_object_free(struct ksp_object *o)
+{
+    if (!o)
+        return;
+    drop_bkey(o);
     ksp_attrs_free(&o->attrs);
     ksp_buf_free(&o->blob);
     ksp_buf_free(&o->sealed);
@@ -85,6 +134,7 @@ CK_RV ksp_objects_load_inlock(struct ksp_token *t)
     rv = ksp_store_obj_load_all(t->dir, &objs, &n);
     if (rv != CKR_OK)
         return rv;
+    ksp_objindex_invalidate_inlock(t);
 
     struct ksp_object *fresh = NULL, **tail = &fresh;
     for (size_t i = 0; i < n; i++) {
@@ -150,13 +200,26 @@ static CK_RV to_store(const struct ksp_object *o, struct ksp_store_obj *so)
     return CKR_OK;
 }
 
+/* Our own write moved the store from gens[0] to gens[1]: if the cache was
+ * current before it, it is current after it (we apply the change ourselves),
+ * so the next call does not reload every object. */
+static void own_write(struct ksp_token *t, const uint64_t gens[2])
+{
+    if (t->objects_loaded && gens[0] == t->generation && gens[0] != UINT64_MAX)
+        t->generation = gens[1];
+}
+
 CK_RV ksp_object_store_inlock(struct ksp_object *o)
 {
     struct ksp_store_obj so;
+    uint64_t gens[2] = {UINT64_MAX, 0};
     if (!o->on_token)
         return CKR_OK;
+    ksp_objindex_invalidate_inlock(o->token); /* attributes changed */
     to_store(o, &so);
-    CK_RV rv = ksp_store_obj_write(o->token->dir, &so);
+    CK_RV rv = ksp_store_obj_write_gen(o->token->dir, &so, gens);
+    if (rv == CKR_OK)
+        own_write(o->token, gens);
     if (rv != CKR_OK)
         ksp_err("object", "token %s: cannot write object %s: %s", o->token->serial, o->id,
                 ksp_rv_name(rv));
@@ -205,6 +268,7 @@ CK_RV ksp_object_add_inlock(struct ksp_session *s, struct ksp_attrs *attrs, CK_U
             goto out;
         o->next = s->token->objects;
         s->token->objects = o;
+        ksp_objindex_invalidate_inlock(s->token);
     } else {
         o->owner = s;
         o->next = ksp_lib.session_objects;
@@ -234,10 +298,13 @@ CK_RV ksp_object_destroy_inlock(struct ksp_session *s, struct ksp_object *o)
 {
     (void)s;
     if (o->on_token) {
-        CK_RV rv = ksp_store_obj_delete(o->token->dir, o->id);
+        uint64_t gens[2] = {UINT64_MAX, 0};
+        CK_RV rv = ksp_store_obj_delete_gen(o->token->dir, o->id, gens);
         if (rv != CKR_OK)
             return rv;
+        own_write(o->token, gens);
         unlink_obj(&o->token->objects, o);
+        ksp_objindex_invalidate_inlock(o->token);
     } else {
         unlink_obj(&ksp_lib.session_objects, o);
     }
@@ -273,10 +340,7 @@ void ksp_objects_unload_keys_inlock(struct ksp_token *t)
         }
     }
     for (struct ksp_object *o = t->objects; o; o = o->next) {
-        if (o->bkey) {
-            ksp_backend_ops_by_id(o->backend)->key_unload(o->bkey);
-            o->bkey = NULL;
-        }
+        drop_bkey(o);
         /* Old handles to private objects must stay invalid forever. */
         if (o->is_private)
             o->handle = ksp_lib.next_object++;
@@ -374,12 +438,26 @@ CK_RV ksp_find_init_inlock(struct ksp_session *s, const CK_ATTRIBUTE *tmpl, CK_U
 {
     size_t cap = 0, cnt = 0;
     CK_OBJECT_HANDLE *hs = NULL;
+    struct ksp_object **cand = NULL;
+    size_t ncand = 0;
+    const CK_ATTRIBUTE *label = NULL;
     CK_RV rv = ksp_objects_load_inlock(s->token);
     if (rv != CKR_OK)
         return rv;
-    struct ksp_object *lists[2] = {s->token->objects, ksp_lib.session_objects};
-    for (int l = 0; l < 2; l++) {
-        for (struct ksp_object *o = lists[l]; o; o = o->next) {
+    for (CK_ULONG i = 0; i < n && !label; i++)
+        if (tmpl[i].type == CKA_LABEL)
+            label = &tmpl[i];
+    if (label) {
+        /* Token objects by label through the index; session objects below. */
+        rv = ksp_objindex_lookup_inlock(s->token, label, &cand, &ncand);
+        if (rv != CKR_OK)
+            return rv;
+    }
+    struct ksp_object *lists[2] = {label ? NULL : s->token->objects, ksp_lib.session_objects};
+    for (int l = -1; l < 2; l++) {
+        size_t ci = 0;
+        for (struct ksp_object *o = l < 0 ? (ncand ? cand[0] : NULL) : lists[l]; o;
+             o = l < 0 ? (++ci < ncand ? cand[ci] : NULL) : o->next) {
             if (!ksp_session_can_read_inlock(s, o) || !ksp_attrs_match(&o->attrs, tmpl, n))
                 continue;
             if (cnt == cap) {
@@ -387,6 +465,7 @@ CK_RV ksp_find_init_inlock(struct ksp_session *s, const CK_ATTRIBUTE *tmpl, CK_U
                 CK_OBJECT_HANDLE *nh = realloc(hs, cap * sizeof(*nh));
                 if (!nh) {
                     free(hs);
+                    free(cand);
                     return CKR_HOST_MEMORY;
                 }
                 hs = nh;
@@ -394,6 +473,7 @@ CK_RV ksp_find_init_inlock(struct ksp_session *s, const CK_ATTRIBUTE *tmpl, CK_U
             hs[cnt++] = o->handle;
         }
     }
+    free(cand);
     free(s->find.handles);
     s->find.handles = hs;
     s->find.n = cnt;

@@ -290,24 +290,16 @@ static CK_RV rsa_raw(const struct ksp_backend_ops *ops, struct ksp_bkey *bk, con
     return ops->private_op(bk, &a, em, k, out, out_len);
 }
 
-/* Sign the message representative; out has op->out_len bytes. */
-static CK_RV do_sign(struct ksp_session *s, struct ksp_op *op, const uint8_t *msg, size_t mlen,
-                     uint8_t *out, size_t *out_len)
+/* Sign with a loaded key; may run without the library lock (it touches only
+ * op, which the caller detached from its session, and the held key). */
+static CK_RV sign_with(struct ksp_op *op, const struct ksp_backend_ops *ops, struct ksp_bkey *bk,
+                       const uint8_t *msg, size_t mlen, uint8_t *out, size_t *out_len)
 {
     CK_RV rv = CKR_GENERAL_ERROR;
-    struct ksp_object *key = NULL;
-    const struct ksp_backend_ops *ops = NULL;
-    struct ksp_bkey *bk = NULL;
     uint8_t t[128 + 64];
     size_t tlen = sizeof(t), k = op->out_len;
     uint8_t *em = NULL;
 
-    rv = ksp_object_get_inlock(s, op->key, &key);
-    if (rv != CKR_OK)
-        return CKR_KEY_HANDLE_INVALID;
-    rv = ksp_object_bkey_inlock(key, &ops, &bk);
-    if (rv != CKR_OK)
-        return rv;
     struct ksp_prim_args a = {.hash = op->params.hash, .mgf_hash = op->params.mgf_hash};
     switch (op->mech->pad) {
     case KSP_PAD_PKCS1:
@@ -377,6 +369,33 @@ static CK_RV do_sign(struct ksp_session *s, struct ksp_op *op, const uint8_t *ms
     return rv;
 }
 
+/* Sign the message representative; out has op->out_len bytes. A
+ * thread-safe backend signs without the library lock (core.h, finer
+ * locking): op must already be detached from s, and s is not used after. */
+static CK_RV do_sign(struct ksp_session *s, struct ksp_op *op, const uint8_t *msg, size_t mlen,
+                     uint8_t *out, size_t *out_len)
+{
+    CK_RV rv = CKR_GENERAL_ERROR;
+    struct ksp_object *key = NULL;
+    const struct ksp_backend_ops *ops = NULL;
+    struct ksp_bkey *bk = NULL;
+    struct ksp_keyhold *hold = NULL;
+
+    rv = ksp_object_get_inlock(s, op->key, &key);
+    if (rv != CKR_OK)
+        return CKR_KEY_HANDLE_INVALID;
+    rv = ksp_object_bkey_inlock(key, &ops, &bk);
+    if (rv != CKR_OK)
+        return rv;
+    if (!ops->thread_safe || ksp_object_hold_inlock(key, &hold) != CKR_OK)
+        return sign_with(op, ops, bk, msg, mlen, out, out_len);
+    ksp_lib_suspend();
+    rv = sign_with(op, ops, bk, msg, mlen, out, out_len);
+    ksp_lib_resume();
+    ksp_object_hold_release_inlock(hold);
+    return rv;
+}
+
 static CK_RV do_verify(struct ksp_op *op, const uint8_t *msg, size_t mlen, const uint8_t *sig,
                        size_t sig_len)
 {
@@ -432,13 +451,16 @@ CK_RV ksp_op_sign_final_inlock(struct ksp_session *s, uint8_t *out, CK_ULONG *ou
         *out_len = op->out_len;
         return CKR_BUFFER_TOO_SMALL;
     }
+    /* The operation ends here whatever the result (§5.12 C_Sign); detached
+     * now because do_sign may release the library lock. */
+    s->ops[KSP_OPK_SIGN] = NULL;
     rv = message(op, md, &msg, &mlen);
     if (rv == CKR_OK)
         rv = do_sign(s, op, msg, mlen, out, &len);
     if (rv == CKR_OK)
         *out_len = len;
     ksp_wipe(md, sizeof(md));
-    end_op(s, KSP_OPK_SIGN);
+    ksp_op_free(op);
     return rv;
 }
 

@@ -305,12 +305,15 @@ static CK_RV gen_read(int dirfd, uint64_t *gen)
 }
 
 /* Every write bumps the counter so other processes notice (DESIGN.md §5). */
-static CK_RV gen_bump_inlock(int dirfd)
+/* gens (may be NULL): the counter before and after the bump. */
+static CK_RV gen_bump_inlock(int dirfd, uint64_t gens[2])
 {
     CK_RV rv = CKR_GENERAL_ERROR;
     uint64_t gen = 0;
     uint8_t rec[KSP_STORE_GEN_LEN];
     rv = gen_read(dirfd, &gen);
+    if (gens)
+        gens[0] = rv == CKR_OK ? gen : UINT64_MAX;
     if (rv == CKR_DATA_INVALID) {
         /* Restart from the clock: far above any count a token reaches, and
          * different from whatever readers last saw. */
@@ -339,14 +342,20 @@ static CK_RV gen_bump_inlock(int dirfd)
         else if (pwrite(fd, rec, sizeof(rec), 0) != (ssize_t)sizeof(rec) || fsync(fd) != 0)
             err = errno ? errno : EIO;
         close(fd);
-        if (!err)
+        if (!err) {
+            if (gens)
+                gens[1] = gen;
             return CKR_OK;
+        }
         if (err != EINVAL) {
             ksp_err(AREA, "cannot update the generation counter: %s", strerror(err));
             return write_rv(err);
         }
     }
-    return write_atomic_inlock(dirfd, GEN_NAME, rec, sizeof(rec), NULL);
+    rv = write_atomic_inlock(dirfd, GEN_NAME, rec, sizeof(rec), NULL);
+    if (gens)
+        gens[1] = gen;
+    return rv;
 }
 
 /* ".tmp.<name without .obj>.bak.<pid>": the old version of name while it is
@@ -366,7 +375,8 @@ static void backup_name(const char *name, char *out, size_t max)
  * file renamed) until the counter is bumped, so a failure after the new
  * version became visible (directory fsync, counter) is undone.
  */
-static CK_RV locked_update(const char *tokdir, const char *name, const uint8_t *data, size_t len)
+static CK_RV locked_update(const char *tokdir, const char *name, const uint8_t *data, size_t len,
+                           uint64_t gens[2])
 {
     CK_RV rv = CKR_GENERAL_ERROR;
     int lockfd = -1;
@@ -406,7 +416,7 @@ static CK_RV locked_update(const char *tokdir, const char *name, const uint8_t *
         rv = write_rv(e);
     }
     if (rv == CKR_OK)
-        rv = gen_bump_inlock(dirfd);
+        rv = gen_bump_inlock(dirfd, gens);
     if (rv != CKR_OK && changed) {
         /* Undo: put the old version back (or remove the new file). */
         int r = have_bak ? renameat(dirfd, bak, dirfd, name) : unlinkat(dirfd, name, 0);
@@ -656,7 +666,7 @@ CK_RV ksp_store_token_clear(const char *tokdir)
     if (fsync(dirfd) != 0 && errno != EINVAL && rv == CKR_OK)
         rv = write_rv(errno);
     /* Bump even after a partial clear: other processes must re-read. */
-    CK_RV brv = gen_bump_inlock(dirfd);
+    CK_RV brv = gen_bump_inlock(dirfd, NULL);
     if (rv == CKR_OK)
         rv = brv;
 out:
@@ -722,7 +732,7 @@ CK_RV ksp_store_meta_write(const char *tokdir, const struct ksp_token_meta *meta
     rv = ksp_store_meta_encode(meta, &buf, &len);
     if (rv != CKR_OK)
         goto out;
-    rv = locked_update(tokdir, META_NAME, buf, len);
+    rv = locked_update(tokdir, META_NAME, buf, len, NULL);
 out:
     if (buf) {
         ksp_wipe(buf, len);
@@ -925,6 +935,11 @@ out:
 
 CK_RV ksp_store_obj_write(const char *tokdir, const struct ksp_store_obj *o)
 {
+    return ksp_store_obj_write_gen(tokdir, o, NULL);
+}
+
+CK_RV ksp_store_obj_write_gen(const char *tokdir, const struct ksp_store_obj *o, uint64_t gens[2])
+{
     CK_RV rv = CKR_GENERAL_ERROR;
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -936,7 +951,7 @@ CK_RV ksp_store_obj_write(const char *tokdir, const struct ksp_store_obj *o)
     if (rv != CKR_OK)
         goto out;
     snprintf(name, sizeof(name), "%s%s", o->id, OBJ_SUFFIX);
-    rv = locked_update(tokdir, name, buf, len);
+    rv = locked_update(tokdir, name, buf, len, gens);
 out:
     free(buf);
     return rv;
@@ -944,9 +959,14 @@ out:
 
 CK_RV ksp_store_obj_delete(const char *tokdir, const char *id)
 {
+    return ksp_store_obj_delete_gen(tokdir, id, NULL);
+}
+
+CK_RV ksp_store_obj_delete_gen(const char *tokdir, const char *id, uint64_t gens[2])
+{
     char name[KSP_OBJID_LEN + sizeof(OBJ_SUFFIX)];
     if (!tokdir || !valid_id(id))
         return CKR_ARGUMENTS_BAD;
     snprintf(name, sizeof(name), "%s%s", id, OBJ_SUFFIX);
-    return locked_update(tokdir, name, NULL, 0);
+    return locked_update(tokdir, name, NULL, 0, gens);
 }

@@ -101,6 +101,11 @@ void ksp_store_obj_free_all(struct ksp_store_obj *objs, size_t n);
 CK_RV ksp_store_obj_write(const char *tokdir, const struct ksp_store_obj *o);
 /* Delete; a missing object is CKR_OK (someone else deleted it). */
 CK_RV ksp_store_obj_delete(const char *tokdir, const char *id);
+/* The same, also giving the generation counter just before and after this
+ * write (taken under the writers' lock): a cache that was at gens[0] is
+ * current at gens[1] once it applies this change itself. */
+CK_RV ksp_store_obj_write_gen(const char *tokdir, const struct ksp_store_obj *o, uint64_t gens[2]);
+CK_RV ksp_store_obj_delete_gen(const char *tokdir, const char *id, uint64_t gens[2]);
 
 /* Serialisation, exposed for unit tests and fuzzing. Parsers never trust len. */
 CK_RV ksp_store_obj_encode(const struct ksp_store_obj *o, uint8_t **out, size_t *out_len);

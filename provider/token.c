@@ -34,6 +34,7 @@ void ksp_token_free(struct ksp_token *t)
         t->objects = o->next;
         ksp_object_free(o);
     }
+    ksp_objindex_invalidate_inlock(t);
     ksp_buf_free(&t->twk);
     ksp_wipe(&t->meta, sizeof(t->meta));
     free(t->dir);
@@ -247,6 +248,7 @@ static void drop_objects(struct ksp_token *t)
         ksp_object_free(o);
     }
     t->objects_loaded = false;
+    ksp_objindex_invalidate_inlock(t);
     t->generation = 0;
 }
 
