@@ -107,7 +107,7 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	@bash scripts/demo.sh $(BUILD)
 
-bench: all
+bench: all bench-build
 	@bash bench/run.sh $(BUILD)
 
 P11_MODULE_PATH  := $(shell $(PKG_CONFIG) --variable=p11_module_path p11-kit-1 2>/dev/null)
@@ -132,5 +132,8 @@ check-e2e: all
 
 include tests/faults/faults.mk
 .PHONY: stress
+
+include bench/bench.mk
+.PHONY: bench-build
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,137 @@
+/*
+ * A counting TCTI for the benchmark (not part of the module): it wraps
+ * another TCTI and counts every command that reaches it, by command code, in
+ * a small file shared by all processes (KSP_TCTI_COUNT_FILE, mmap'd, atomic
+ * adds). Put it between a client and swtpm ("<path>/libtss2-tcti-kspcount.so:
+ * swtpm:path=..."), or between tpm2-abrmd and swtpm to count what the TPM
+ * itself receives behind the resource manager.
+ */
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <tss2/tss2_tcti.h>
+#include <tss2/tss2_tctildr.h>
+
+#define COUNT_SLOTS 1024 /* [0] total, [1 + (cc & 0x3FF)] per command code */
+#define COUNT_MAGIC 0x4b5350434f554e54ULL
+
+struct count_ctx {
+    TSS2_TCTI_CONTEXT_COMMON_V2 common;
+    TSS2_TCTI_CONTEXT *inner;
+    uint64_t *counts;
+};
+
+static uint64_t *map_counts(void)
+{
+    const char *path = getenv("KSP_TCTI_COUNT_FILE");
+    size_t len = (COUNT_SLOTS + 1) * sizeof(uint64_t);
+    if (!path)
+        return NULL;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return NULL;
+    if (ftruncate(fd, (off_t)len) != 0) {
+        close(fd);
+        return NULL;
+    }
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static struct count_ctx *cc_of(TSS2_TCTI_CONTEXT *c)
+{
+    return (struct count_ctx *)c;
+}
+
+static TSS2_RC tx(TSS2_TCTI_CONTEXT *c, size_t size, const uint8_t *cmd)
+{
+    struct count_ctx *x = cc_of(c);
+    if (x->counts && size >= 10) {
+        uint32_t code =
+            (uint32_t)cmd[6] << 24 | (uint32_t)cmd[7] << 16 | (uint32_t)cmd[8] << 8 | cmd[9];
+        __atomic_fetch_add(&x->counts[0], 1, __ATOMIC_RELAXED);
+        __atomic_fetch_add(&x->counts[1 + (code & 0x3FF)], 1, __ATOMIC_RELAXED);
+    }
+    return Tss2_Tcti_Transmit(x->inner, size, cmd);
+}
+
+static TSS2_RC rx(TSS2_TCTI_CONTEXT *c, size_t *size, uint8_t *rsp, int32_t timeout)
+{
+    return Tss2_Tcti_Receive(cc_of(c)->inner, size, rsp, timeout);
+}
+
+static void fin(TSS2_TCTI_CONTEXT *c)
+{
+    struct count_ctx *x = cc_of(c);
+    if (x->inner)
+        Tss2_TctiLdr_Finalize(&x->inner);
+    if (x->counts)
+        munmap(x->counts, (COUNT_SLOTS + 1) * sizeof(uint64_t));
+    x->counts = NULL;
+}
+
+static TSS2_RC cancel(TSS2_TCTI_CONTEXT *c)
+{
+    return Tss2_Tcti_Cancel(cc_of(c)->inner);
+}
+
+static TSS2_RC polls(TSS2_TCTI_CONTEXT *c, TSS2_TCTI_POLL_HANDLE *h, size_t *n)
+{
+    return Tss2_Tcti_GetPollHandles(cc_of(c)->inner, h, n);
+}
+
+static TSS2_RC locality(TSS2_TCTI_CONTEXT *c, uint8_t l)
+{
+    return Tss2_Tcti_SetLocality(cc_of(c)->inner, l);
+}
+
+static TSS2_RC sticky(TSS2_TCTI_CONTEXT *c, TPM2_HANDLE *h, uint8_t s)
+{
+    return Tss2_Tcti_MakeSticky(cc_of(c)->inner, h, s);
+}
+
+static TSS2_RC init(TSS2_TCTI_CONTEXT *c, size_t *size, const char *conf)
+{
+    struct count_ctx *x = (struct count_ctx *)c;
+    if (!size)
+        return TSS2_TCTI_RC_BAD_VALUE;
+    if (!c) {
+        *size = sizeof(*x);
+        return TSS2_RC_SUCCESS;
+    }
+    if (*size < sizeof(*x))
+        return TSS2_TCTI_RC_INSUFFICIENT_BUFFER;
+    memset(x, 0, sizeof(*x));
+    TSS2_RC rc = Tss2_TctiLdr_Initialize(conf, &x->inner);
+    if (rc != TSS2_RC_SUCCESS)
+        return rc;
+    x->common.v1.magic = COUNT_MAGIC;
+    x->common.v1.version = 2;
+    x->common.v1.transmit = tx;
+    x->common.v1.receive = rx;
+    x->common.v1.finalize = fin;
+    x->common.v1.cancel = cancel;
+    x->common.v1.getPollHandles = polls;
+    x->common.v1.setLocality = locality;
+    x->common.makeSticky = sticky;
+    x->counts = map_counts();
+    return TSS2_RC_SUCCESS;
+}
+
+static const TSS2_TCTI_INFO info = {
+    .version = 2,
+    .name = "kspcount",
+    .description = "ksp11 bench: counts commands, forwards to another TCTI",
+    .config_help = "<inner TCTI conf>; KSP_TCTI_COUNT_FILE names the counter file",
+    .init = init,
+};
+
+__attribute__((visibility("default"))) const TSS2_TCTI_INFO *Tss2_Tcti_Info(void)
+{
+    return &info;
+}
