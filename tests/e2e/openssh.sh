@@ -134,9 +134,10 @@ check ssh-without-token-key-refused ssh_refused || true
 check_grep ssh-without-token-key-reason 'Permission denied \(publickey\)' \
     "$(ksp_outfile ssh-without-token-key-refused)" || true
 
-# ssh-agent: the module must be allowed with -P; ssh-add -s loads every token key.
+# ssh-agent: the module must be allowed with -P (matched against its real
+# path); ssh-add -s loads every token key.
 AGENT_SOCK=$TEST_DIR/agent.sock
-ssh-agent -D -a "$AGENT_SOCK" -P "$KSP11_MODULE" >agent.log 2>&1 &
+ssh-agent -D -a "$AGENT_SOCK" -P "$(realpath "$KSP11_MODULE")" >agent.log 2>&1 &
 AGENT_PID=$!
 ksp_track_pid "$AGENT_PID"
 if ! ksp_wait_path "$AGENT_SOCK" 100; then
