@@ -6,8 +6,9 @@
 # with `ssh-add -s <module>` (allowed by -P) then serves the same logins. Each
 # of {software key, TPM key (swtpm)} x {RSA-2048, P-256} is selected by its
 # public key (IdentitiesOnly) and sshd's log must name that key's fingerprint.
-# The PIN comes from SSH_ASKPASS (SSH_ASKPASS_REQUIRE=force). Negative: without
-# the token key the login is refused.
+# The PIN comes from SSH_ASKPASS (SSH_ASKPASS_REQUIRE=force); a PIN-less token
+# logs in with BatchMode=yes and no askpass. Negative: without the token key the
+# login is refused.
 set -uo pipefail
 # shellcheck source=tests/lib/helpers.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/helpers.sh"
@@ -26,6 +27,15 @@ if [ "$(id -u)" -eq 0 ] && [ ! -d /run/sshd ]; then
 fi
 
 ksp_matrix_tokens || true
+# A PIN-less token (a machine's or a daemon's key): no PIN, no prompt.
+PINLESS=0
+if check pinless-token make_pinless_token nopin "$KSP_SO_PIN" &&
+    check pinless-keygen p11 --token-label nopin --keypairgen --key-type EC:prime256v1 --id 01 \
+        --label ec &&
+    check pinless-read-pubkey p11 --token-label nopin --read-object --type pubkey --id 01 \
+        -o pub-nopin-ec.der && der_to_pubpem pub-nopin-ec.der pub-nopin-ec.pem; then
+    PINLESS=1
+fi
 
 # OpenSSH public keys of the matrix keys, from the public keys on the token.
 for t in $KSP_MATRIX_TOKENS; do
@@ -34,6 +44,10 @@ for t in $KSP_MATRIX_TOKENS; do
             fail "ssh-pubkey-$t-$k" "ssh-keygen -i could not convert the token's public key"
     done
 done
+if [ "$PINLESS" -eq 1 ]; then
+    ssh-keygen -i -m PKCS8 -f pub-nopin-ec.pem >id-nopin-ec.pub 2>/dev/null ||
+        fail ssh-pubkey-nopin-ec "ssh-keygen -i could not convert the token's public key"
+fi
 
 # ssh-keygen -D: every matrix key, read through the module, no PIN needed.
 if check ssh-keygen-D ssh-keygen -D "$KSP11_MODULE"; then
@@ -91,7 +105,8 @@ printf '#!/bin/sh\necho %s\n' "$KSP_PIN" >askpass.sh
 chmod 700 askpass.sh
 export SSH_ASKPASS=$TEST_DIR/askpass.sh SSH_ASKPASS_REQUIRE=force DISPLAY=:0
 
-SSH_OPTS=(-F /dev/null -p "$PORT" -o BatchMode=no -o UserKnownHostsFile="$TEST_DIR/known_hosts"
+# ssh takes the first value of an option: callers put theirs (BatchMode) first.
+SSH_OPTS=(-F /dev/null -p "$PORT" -o UserKnownHostsFile="$TEST_DIR/known_hosts"
     -o StrictHostKeyChecking=yes -o PasswordAuthentication=no -o KbdInteractiveAuthentication=no
     -o IdentitiesOnly=yes -o ConnectTimeout=30)
 
@@ -108,7 +123,7 @@ ssh_login() {
     shift 3
     out=$(ksp_outfile "$name")
     from=$(wc -l <sshd/sshd.log)
-    if check "$name" timeout 90 ssh "${SSH_OPTS[@]}" -i "id-$t-$k.pub" "$@" "$ME@127.0.0.1" \
+    if check "$name" timeout 90 ssh "$@" "${SSH_OPTS[@]}" -i "id-$t-$k.pub" "$ME@127.0.0.1" \
         echo "ksp11-login-$t-$k"; then
         check_grep "$name-ran-command" "^ksp11-login-$t-$k\$" "$out" || true
         check "$name-sshd-accepted-token-key" accepted_key "$t" "$k" "$from" || true
@@ -117,16 +132,32 @@ ssh_login() {
 
 for t in $KSP_MATRIX_TOKENS; do
     for k in $KSP_MATRIX_KEYS; do
-        ssh_login "ssh-I-$t-$k" "$t" "$k" -I "$KSP11_MODULE" -o IdentityAgent=none
+        ssh_login "ssh-I-$t-$k" "$t" "$k" -o BatchMode=no -I "$KSP11_MODULE" \
+            -o IdentityAgent=none
     done
 done
+
+# The PIN-less token in batch mode, with no askpass at all.
+if [ "$PINLESS" -eq 1 ]; then
+    unset SSH_ASKPASS SSH_ASKPASS_REQUIRE
+    ssh_login ssh-I-pinless nopin ec -o BatchMode=yes -I "$KSP11_MODULE" -o IdentityAgent=none
+    export SSH_ASKPASS=$TEST_DIR/askpass.sh SSH_ASKPASS_REQUIRE=force
+    # ... while a PIN-protected key cannot be used in batch mode (ssh exits 255).
+    batch_needs_pin() {
+        local rc=0
+        timeout 90 ssh -o BatchMode=yes "${SSH_OPTS[@]}" -I "$KSP11_MODULE" -o IdentityAgent=none \
+            -i id-soft-ec.pub "$ME@127.0.0.1" echo logged-in || rc=$?
+        [ "$rc" -eq 255 ]
+    }
+    check ssh-I-batch-mode-needs-pin batch_needs_pin || true
+fi
 
 # Negative: no token key, no login (a fresh key the server does not know).
 ssh-keygen -q -t ed25519 -N '' -f stranger
 # ssh exits 255 on an authentication failure.
 ssh_refused() {
     local rc=0
-    timeout 90 ssh "${SSH_OPTS[@]}" -o BatchMode=yes -o IdentityAgent=none -i stranger \
+    timeout 90 ssh -o BatchMode=yes "${SSH_OPTS[@]}" -o IdentityAgent=none -i stranger \
         "$ME@127.0.0.1" echo logged-in || rc=$?
     [ "$rc" -eq 255 ]
 }
@@ -156,7 +187,9 @@ else
         fi
         for t in $KSP_MATRIX_TOKENS; do
             for k in $KSP_MATRIX_KEYS; do
-                ssh_login "ssh-agent-$t-$k" "$t" "$k" -o IdentityAgent="$AGENT_SOCK" \
+                # BatchMode=yes: the agent has the PIN, nothing may prompt.
+                ssh_login "ssh-agent-$t-$k" "$t" "$k" -o BatchMode=yes \
+                    -o IdentityAgent="$AGENT_SOCK" \
                     -o PKCS11Provider=none
             done
         done
