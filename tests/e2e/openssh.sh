@@ -23,7 +23,7 @@ ME=$(id -un)
 # sshd run as root needs its privilege separation directory (Debian's unit
 # makes it at boot; it is empty and shared by every sshd).
 if [ "$(id -u)" -eq 0 ] && [ ! -d /run/sshd ]; then
-    mkdir -p -m 0755 /run/sshd || skip_all "cannot create /run/sshd for sshd's privilege separation"
+    mkdir -m 0755 /run/sshd || skip_all "cannot create /run/sshd for sshd's privilege separation"
 fi
 
 ksp_matrix_tokens || true
