@@ -79,10 +79,13 @@ $(BUILD)/provider/denylist.o: $(PREFIX_STAMP)
 .PHONY: ksp-force
 ksp-force:
 
-# Regenerated every time: it is cheap and depends on PREFIX and the like.
+# Regenerated every time (it depends on PREFIX and the like), but replaced
+# only when its content changes: `sudo make install` then leaves the user's
+# build/ksp11.pc alone.
 $(BUILD)/ksp11.pc: packaging/ksp11.pc.in ksp-force
 	@mkdir -p $(dir $@)
 	@sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(KSP11_VERSION)|g' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
 	    -e 's|@P11_MODULE_PATH@|$(P11_MODULE_PATH)|g' \
-	    -e 's|@P11_MODULE_CONFIGS@|$(P11_MODULE_CONFS)|g' packaging/ksp11.pc.in >$@
+	    -e 's|@P11_MODULE_CONFIGS@|$(P11_MODULE_CONFS)|g' packaging/ksp11.pc.in >$@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv -f $@.tmp $@; fi
