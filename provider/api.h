@@ -121,4 +121,9 @@ CK_RV ksp_api_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG len)
 CK_RV ksp_api_GetFunctionStatus(CK_SESSION_HANDLE h);
 CK_RV ksp_api_CancelFunction(CK_SESSION_HANDLE h);
 
+/* The vendor interface "Vendor ksp11" (api_vendor.c). */
+struct CK_KSP11_TPM_STATUS;
+CK_RV ksp_api_KSP11_GetTpmStatus(struct CK_KSP11_TPM_STATUS *out);
+CK_RV ksp_api_KSP11_GetTokenProtection(CK_SLOT_ID slot, CK_ULONG *protection);
+
 #endif

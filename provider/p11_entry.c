@@ -2,12 +2,14 @@
  * The only exported symbols (provider/ksp11.map): C_GetFunctionList,
  * C_GetInterfaceList and C_GetInterface (PKCS#11 3.0 §5.2). Two interfaces
  * named "PKCS 11": 3.0 (the 2.40 list plus the 3.0 functions, which ksp11
- * does not implement) and 2.40 for older consumers such as p11-kit 0.24.
+ * does not implement) and 2.40 for older consumers such as p11-kit 0.24;
+ * then "Vendor ksp11" (TPM verdict, token protection; ksp11.h).
  */
 #include <string.h>
 
 #include "api.h"
 #include "core.h"
+#include "ksp11/ksp11.h"
 
 #define KSP_EXPORT __attribute__((visibility("default")))
 
@@ -75,9 +77,18 @@ static CK_FUNCTION_LIST_3_0 list_3_0 = {
     message_unsupported,
 };
 
-static CK_INTERFACE interfaces[2] = {
+/* The vendor interface (include/ksp11/ksp11.h); like every function list it
+ * starts with its CK_VERSION, which get_interface reads. */
+static CK_KSP11_FUNCTION_LIST list_vendor = {
+    {1, 0},
+    ksp_api_KSP11_GetTpmStatus,
+    ksp_api_KSP11_GetTokenProtection,
+};
+
+static CK_INTERFACE interfaces[3] = {
     {(CK_CHAR *)"PKCS 11", &list_3_0, 0},
     {(CK_CHAR *)"PKCS 11", &list_2_40, 0},
+    {(CK_CHAR *)KSP11_INTERFACE_NAME, &list_vendor, 0},
 };
 
 KSP_EXPORT CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR out)

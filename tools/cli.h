@@ -152,6 +152,7 @@ int ksp_p11_find_token(struct ksp_cli *cli, const char *name, struct ksp_slot *o
 int ksp_p11_open_token(struct ksp_cli *cli, const char *name, bool rw, struct ksp_slot *slot,
                        CK_SESSION_HANDLE *s, bool *logged_in);
 void ksp_p11_close_session(struct ksp_cli *cli, CK_SESSION_HANDLE s, bool logged_in);
+const CK_KSP11_FUNCTION_LIST *ksp_p11_vendor(struct ksp_cli *cli);
 int ksp_p11_session(struct ksp_cli *cli, CK_SLOT_ID slot, bool rw, CK_SESSION_HANDLE *out);
 int ksp_p11_login(struct ksp_cli *cli, const struct ksp_slot *slot, CK_SESSION_HANDLE s,
                   bool required, bool *logged_in);

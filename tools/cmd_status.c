@@ -1,20 +1,25 @@
 /*
  * `ksp11 status`: the module (C_GetInfo), the store root, the TPM backend and
  * every slot: token label, serial, flags, PIN counters, object count and how
- * the token's wrapping key is protected. Honest about what protects what:
- * this build has no TPM backend, so it never probes a TPM.
+ * the token's wrapping key is protected. The TPM verdict (present? identity,
+ * accepted or why not) and each token's protection come from the module's
+ * vendor interface "Vendor ksp11" (include/ksp11/ksp11.h): the module decides,
+ * the tool only reports.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 
-#define TPM_MESSAGE "TPM backend: not available in this build; keys are created in software"
-#define PROT_PIN    "PIN-protected: wrapping key under PIN-derived key (PBKDF2)"
-#define PROT_NOPIN  "PIN-less: wrapping key protected by file permissions only"
-#define PROT_UNSET  "no user PIN yet: the SO must set one (C_InitPIN) before keys can be made"
+#define PROT_PIN       "PIN-protected: wrapping key under PIN-derived key (PBKDF2)"
+#define PROT_NOPIN     "PIN-less: wrapping key protected by file permissions only"
+#define PROT_UNSET     "no user PIN yet: the SO must set one (C_InitPIN) before keys can be made"
+#define PROT_TPM_PIN   "PIN-protected: wrapping key sealed in the TPM under the PINs"
+#define PROT_TPM_NOPIN "PIN-less: wrapping key sealed in the TPM"
 
 struct token_status {
+    bool has_protection; /* from the vendor interface */
+    CK_ULONG protection; /* KSP11_PROTECT_* */
     bool counted;
     bool all_objects; /* false: not logged in, private objects not counted */
     size_t objects;
@@ -24,19 +29,156 @@ static void help(FILE *f)
 {
     fputs("usage: ksp11 status [--json] [--pin PIN | --pin-source FILE]\n"
           "\n"
-          "Show the module, the store root, the TPM backend and every token: slot,\n"
-          "label, serial, flags, PIN counters, number of objects and how the token's\n"
-          "wrapping key is protected. Private objects are counted only when a PIN is\n"
-          "given (--pin, --pin-source or $KSP11_PIN) or the token is PIN-less; status\n"
-          "never prompts.\n",
+          "Show the module, the store root, the TPM (present? its identity, and the\n"
+          "module's verdict: accepted, or why not: absent, unreachable, no permission,\n"
+          "TPM 1.2, denied by a deny-list rule) and every token: slot, label, serial,\n"
+          "flags, PIN counters, number of objects and how the token's wrapping key is\n"
+          "protected (sealed in the TPM, PIN-derived key, or file permissions).\n"
+          "Private objects are counted only when a PIN is given (--pin, --pin-source\n"
+          "or $KSP11_PIN) or the token is PIN-less; status never prompts.\n",
           f);
 }
 
-static const char *protection(const CK_TOKEN_INFO *info)
+static const char *protection(const CK_TOKEN_INFO *info, const struct token_status *st)
 {
     if (!(info->flags & CKF_USER_PIN_INITIALIZED))
         return PROT_UNSET;
+    if (st->has_protection && st->protection == KSP11_PROTECT_TPM)
+        return ksp_p11_pinless(info) ? PROT_TPM_NOPIN : PROT_TPM_PIN;
     return ksp_p11_pinless(info) ? PROT_NOPIN : PROT_PIN;
+}
+
+static const char *verdict_name(CK_ULONG state)
+{
+    switch (state) {
+    case KSP11_TPM_ACCEPTED:
+        return "accepted";
+    case KSP11_TPM_ABSENT:
+        return "absent";
+    case KSP11_TPM_UNREACHABLE:
+        return "unreachable";
+    case KSP11_TPM_NO_PERMISSION:
+        return "no-permission";
+    case KSP11_TPM_12:
+        return "tpm-1.2";
+    case KSP11_TPM_DENIED:
+        return "denied";
+    default:
+        return "unknown";
+    }
+}
+
+/* Copy a NUL-terminated field of n bytes that the module filled (trust, but cap). */
+static void field(const CK_UTF8CHAR *in, size_t n, char *out)
+{
+    size_t len = strnlen((const char *)in, n);
+    memcpy(out, in, len);
+    out[len] = '\0';
+}
+
+struct tpm_view {
+    bool known; /* the module has the vendor interface */
+    CK_KSP11_TPM_STATUS st;
+    char reason[97], rule[49], identity[161], detail[129], manufacturer[9], vendor[21];
+};
+
+static int read_tpm(const CK_KSP11_FUNCTION_LIST *v, struct tpm_view *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!v)
+        return KSP_EXIT_OK;
+    CK_RV rv = v->C_KSP11_GetTpmStatus(&out->st);
+    if (rv != CKR_OK)
+        return ksp_cli_fail("cannot read the TPM status", rv);
+    out->known = true;
+    field(out->st.reason, sizeof(out->st.reason), out->reason);
+    field(out->st.rule, sizeof(out->st.rule), out->rule);
+    field(out->st.identity, sizeof(out->st.identity), out->identity);
+    field(out->st.detail, sizeof(out->st.detail), out->detail);
+    field(out->st.manufacturer, sizeof(out->st.manufacturer), out->manufacturer);
+    field(out->st.vendor, sizeof(out->st.vendor), out->vendor);
+    return KSP_EXIT_OK;
+}
+
+static void tpm_json(struct ksp_json *j, const struct tpm_view *t)
+{
+    char buf[32];
+    ksp_json_obj_begin(j, "tpm");
+    ksp_json_bool(j, "available", t->known && t->st.state == KSP11_TPM_ACCEPTED);
+    if (!t->known) {
+        ksp_json_str(j, "verdict", "unknown");
+        ksp_json_str(j, "message", "the module does not report its TPM verdict");
+        ksp_json_obj_end(j);
+        return;
+    }
+    ksp_json_str(j, "verdict", verdict_name(t->st.state));
+    ksp_json_str(j, "reason", t->reason);
+    ksp_json_str(j, "rule", t->rule);
+    ksp_json_str(j, "detail", t->detail);
+    if (t->identity[0]) {
+        ksp_json_str(j, "identity", t->identity);
+        ksp_json_str(j, "manufacturer", t->manufacturer);
+        ksp_json_str(j, "vendor", t->vendor);
+        snprintf(buf, sizeof(buf), "%lu.%lu", (unsigned long)(t->st.firmware1 >> 16),
+                 (unsigned long)(t->st.firmware1 & 0xffff));
+        ksp_json_str(j, "firmware", buf);
+        snprintf(buf, sizeof(buf), "%u.%02u", t->st.spec_major, t->st.spec_minor);
+        ksp_json_str(j, "spec_revision", buf);
+        ksp_json_bool(j, "virtual", t->st.virtual_tpm);
+    }
+    ksp_json_arr_begin(j, "denied_for");
+    if (t->st.deny_scope & KSP11_DENY_RSA_KEYGEN)
+        ksp_json_str(j, NULL, "rsa-keygen");
+    if (t->st.deny_scope & KSP11_DENY_ECC_SIGN)
+        ksp_json_str(j, NULL, "ecc-sign");
+    ksp_json_arr_end(j);
+    ksp_json_obj_end(j);
+}
+
+static void tpm_text(FILE *f, const struct tpm_view *t)
+{
+    if (!t->known) {
+        fputs("TPM:         unknown (the module does not report its TPM verdict)\n", f);
+        return;
+    }
+    if (t->st.state == KSP11_TPM_ACCEPTED) {
+        fputs("TPM:         accepted: new keys are created in the TPM", f);
+        if (t->st.deny_scope & (KSP11_DENY_RSA_KEYGEN | KSP11_DENY_ECC_SIGN)) {
+            fputs(" (except ", f);
+            if (t->st.deny_scope & KSP11_DENY_RSA_KEYGEN)
+                fputs("RSA keys", f);
+            if ((t->st.deny_scope & KSP11_DENY_RSA_KEYGEN) &&
+                (t->st.deny_scope & KSP11_DENY_ECC_SIGN))
+                fputs(" and ", f);
+            if (t->st.deny_scope & KSP11_DENY_ECC_SIGN)
+                fputs("EC keys", f);
+            fputs(": deny rule ", f);
+            ksp_text_put(f, t->rule);
+            fputs(")", f);
+        }
+        fputc('\n', f);
+    } else {
+        fprintf(f, "TPM:         %s: new keys are created in software (fallback reason ",
+                t->st.state == KSP11_TPM_NO_PERMISSION ? "present but NOT USABLE" : "not used");
+        ksp_text_put(f, t->reason);
+        fputs(")\n", f);
+    }
+    if (t->identity[0]) {
+        fputs("  identity:  manufacturer ", f);
+        ksp_text_put(f, t->manufacturer);
+        fputs(", vendor \"", f);
+        ksp_text_put(f, t->vendor);
+        fprintf(f, "\", firmware %lu.%lu, spec %u.%02u%s\n", (unsigned long)(t->st.firmware1 >> 16),
+                (unsigned long)(t->st.firmware1 & 0xffff), t->st.spec_major, t->st.spec_minor,
+                t->st.virtual_tpm ? ", virtual (a software TPM)" : "");
+    }
+    if (t->detail[0]) {
+        fputs("  verdict:   ", f);
+        ksp_text_put(f, t->detail);
+        fputc('\n', f);
+    }
+    if (t->st.state == KSP11_TPM_NO_PERMISSION)
+        fputs("  hint:      add the user to the group that owns /dev/tpmrm0 (Debian: tss)\n", f);
 }
 
 /* Count the token objects this process can see; logs in only without prompting. */
@@ -121,7 +263,9 @@ static void slot_json(struct ksp_json *j, const struct ksp_slot *s, const struct
             ksp_json_uint(j, "objects", st->objects);
             ksp_json_str(j, "objects_counted", st->all_objects ? "all" : "public");
         }
-        ksp_json_str(j, "protection", protection(&s->info));
+        ksp_json_str(j, "protection", protection(&s->info, st));
+        if (st->has_protection)
+            ksp_json_bool(j, "tpm_protected", st->protection == KSP11_PROTECT_TPM);
     }
     ksp_json_obj_end(j);
 }
@@ -174,7 +318,7 @@ static void slot_text(FILE *f, const struct ksp_slot *s, const struct token_stat
             fprintf(f, "  objects:     %zu public (give a PIN to count private objects too)\n",
                     st->objects);
     }
-    fprintf(f, "  protection:  %s\n", protection(&s->info));
+    fprintf(f, "  protection:  %s\n", protection(&s->info, st));
 }
 
 static void padded(FILE *f, const CK_UTF8CHAR *p, size_t n)
@@ -212,10 +356,17 @@ int ksp_cmd_status(struct ksp_cli *cli, int argc, char **argv)
         free(slots);
         return ksp_cli_err("out of memory");
     }
+    const CK_KSP11_FUNCTION_LIST *vendor = ksp_p11_vendor(cli);
+    struct tpm_view tpm;
     for (size_t i = 0; i < n && rc == KSP_EXIT_OK; i++) {
         if (slots[i].info.flags & CKF_TOKEN_INITIALIZED)
             rc = count_objects(cli, &slots[i], &st[i]);
+        if (rc == KSP_EXIT_OK && vendor &&
+            vendor->C_KSP11_GetTokenProtection(slots[i].id, &st[i].protection) == CKR_OK)
+            st[i].has_protection = true;
     }
+    if (rc == KSP_EXIT_OK)
+        rc = read_tpm(vendor, &tpm);
     if (rc != KSP_EXIT_OK)
         goto out;
 
@@ -240,10 +391,7 @@ int ksp_cmd_status(struct ksp_cli *cli, int argc, char **argv)
         else
             ksp_json_null(&j, "store_root");
         ksp_json_str(&j, "store_root_from", origin);
-        ksp_json_obj_begin(&j, "tpm");
-        ksp_json_bool(&j, "available", false);
-        ksp_json_str(&j, "message", TPM_MESSAGE);
-        ksp_json_obj_end(&j);
+        tpm_json(&j, &tpm);
         ksp_json_arr_begin(&j, "slots");
         for (size_t i = 0; i < n; i++)
             slot_json(&j, &slots[i], &st[i]);
@@ -266,7 +414,7 @@ int ksp_cmd_status(struct ksp_cli *cli, int argc, char **argv)
         } else {
             fputs("unknown (set KSP11_STORE or HOME)\n", f);
         }
-        fputs(TPM_MESSAGE "\n", f);
+        tpm_text(f, &tpm);
         for (size_t i = 0; i < n; i++)
             slot_text(f, &slots[i], &st[i]);
     }

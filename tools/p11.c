@@ -345,3 +345,21 @@ void ksp_p11_close_session(struct ksp_cli *cli, CK_SESSION_HANDLE s, bool logged
         cli->f->C_Logout(s);
     cli->f->C_CloseSession(s);
 }
+
+/* The module's vendor interface (ksp11.h), NULL when the module has none
+ * (another PKCS#11 module, or an older ksp11). */
+const CK_KSP11_FUNCTION_LIST *ksp_p11_vendor(struct ksp_cli *cli)
+{
+    CK_C_GetInterface get = NULL;
+    CK_INTERFACE_PTR iface = NULL;
+    if (!cli->dl)
+        return NULL;
+    *(void **)&get = dlsym(cli->dl, "C_GetInterface");
+    if (!get || get((CK_UTF8CHAR_PTR)KSP11_INTERFACE_NAME, NULL, &iface, 0) != CKR_OK || !iface ||
+        !iface->pFunctionList)
+        return NULL;
+    const CK_KSP11_FUNCTION_LIST *fl = iface->pFunctionList;
+    if (fl->version.major != 1)
+        return NULL;
+    return fl;
+}

@@ -37,4 +37,52 @@
 #define KSP11_IMPL_SOFTWARE 0x02UL
 #define KSP11_IMPL_VIRTUAL  0x20UL
 
+/*
+ * Vendor interface "Vendor ksp11" (C_GetInterfaceList / C_GetInterface,
+ * PKCS#11 3.0 §5.2): what the PKCS#11 object model cannot say, for
+ * `ksp11 status`. Call after C_Initialize. Strings are NUL-terminated UTF-8.
+ */
+#define KSP11_INTERFACE_NAME "Vendor ksp11"
+
+/* CK_KSP11_TPM_STATUS.state: the process's verdict on the TPM (DESIGN.md §3). */
+#define KSP11_TPM_ACCEPTED      1UL /* keys go to the TPM (deny_scope may exclude some) */
+#define KSP11_TPM_ABSENT        2UL /* no TPM device, nothing configured */
+#define KSP11_TPM_UNREACHABLE   3UL /* configured or present, not answering */
+#define KSP11_TPM_NO_PERMISSION 4UL /* present, access denied */
+#define KSP11_TPM_12            5UL /* a TPM 1.2: refused */
+#define KSP11_TPM_DENIED        6UL /* deny rule with scope all, or a refused software TPM */
+
+/* CK_KSP11_TPM_STATUS.deny_scope bits. */
+#define KSP11_DENY_ALL        0x1UL
+#define KSP11_DENY_RSA_KEYGEN 0x2UL
+#define KSP11_DENY_ECC_SIGN   0x4UL
+
+typedef struct CK_KSP11_TPM_STATUS {
+    CK_ULONG state;            /* KSP11_TPM_* */
+    CK_ULONG deny_scope;       /* KSP11_DENY_* bits of the matching rule */
+    CK_BBOOL virtual_tpm;      /* a software TPM (swtpm) */
+    CK_BYTE spec_major;        /* TPM_PT_REVISION / 100 ... */
+    CK_BYTE spec_minor;        /* ... and % 100 */
+    CK_ULONG firmware1;        /* TPM_PT_FIRMWARE_VERSION_1 */
+    CK_ULONG firmware2;        /* TPM_PT_FIRMWARE_VERSION_2 */
+    CK_UTF8CHAR manufacturer[8]; /* e.g. "IFX", "IBM" */
+    CK_UTF8CHAR vendor[20];      /* TPM_PT_VENDOR_STRING_* */
+    CK_UTF8CHAR reason[96];      /* the fallback reason ("tpm-absent", ...); empty if accepted */
+    CK_UTF8CHAR rule[48];        /* the matching deny rule; empty if none */
+    CK_UTF8CHAR identity[160];   /* as CKA_KSP11_TPM_IDENTITY; empty if no TPM 2.0 answered */
+    CK_UTF8CHAR detail[128];     /* human-readable detail */
+} CK_KSP11_TPM_STATUS;
+
+/* C_KSP11_GetTokenProtection: how a token's wrapping key is protected. */
+#define KSP11_PROTECT_NONE    0UL /* the empty slot, or no user PIN yet */
+#define KSP11_PROTECT_PIN     1UL /* under a PIN-derived key */
+#define KSP11_PROTECT_TPM     2UL /* sealed in the TPM (under the PINs, unless PIN-less) */
+#define KSP11_PROTECT_FILE    3UL /* PIN-less without a TPM: file permissions only */
+
+typedef struct CK_KSP11_FUNCTION_LIST {
+    CK_VERSION version; /* 1.0 */
+    CK_RV (*C_KSP11_GetTpmStatus)(CK_KSP11_TPM_STATUS *status);
+    CK_RV (*C_KSP11_GetTokenProtection)(CK_SLOT_ID slot, CK_ULONG *protection);
+} CK_KSP11_FUNCTION_LIST;
+
 #endif

@@ -91,7 +91,7 @@ fi
 ksp status >status.txt 2>&1 || fail status "exit $?"
 check_grep status-library 'ksp11 PKCS#11 module .*Cryptoki 2\.40' status.txt || true
 check_grep status-store "store root: +$KSP11_STORE \\(from KSP11_STORE\\)" status.txt || true
-check_grep status-tpm 'TPM backend: not available in this build; keys are created in software' \
+check_grep status-tpm 'TPM: +not used: new keys are created in software \(fallback reason tpm-absent\)' \
     status.txt || true
 check_grep status-pin-token 'PIN-protected: wrapping key under PIN-derived key \(PBKDF2\)' \
     status.txt || true
@@ -101,7 +101,7 @@ check_grep status-login-required 'flags: +token initialized, login required' sta
 check_grep status-empty-slot 'empty \(create a token here' status.txt || true
 ksp status --json --pin "$PIN" >status.json 2>&1 || fail status-json "exit $?"
 json_check status-json status.json \
-    'd["tpm"]["available"] is False and d["store_root"] == "'"$KSP11_STORE"'" and
+    'd["tpm"]["available"] is False and d["tpm"]["verdict"] == "absent" and d["store_root"] == "'"$KSP11_STORE"'" and
      any(s.get("label") == "t" and s["login_required"] and not s["pin_less"] and
          s["objects"] == 6 and s["objects_counted"] == "all" for s in d["slots"]) and
      any(s.get("label") == "daemon" and s["pin_less"] for s in d["slots"]) and

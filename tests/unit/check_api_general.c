@@ -182,13 +182,18 @@ START_TEST(test_interface_list)
     ck_assert_msg(list != NULL, "C_GetInterfaceList is not exported");
     KSP_ASSERT_RV(list(NULL, NULL), CKR_ARGUMENTS_BAD);
     KSP_ASSERT_OK(list(NULL, &n));
-    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(n, 3);
     n = 1;
     KSP_ASSERT_RV(list(ifs, &n), CKR_BUFFER_TOO_SMALL);
-    ck_assert_msg(n == 2, "CKR_BUFFER_TOO_SMALL must set the count (got %lu)", n);
+    ck_assert_msg(n == 3, "CKR_BUFFER_TOO_SMALL must set the count (got %lu)", n);
     n = 4;
     KSP_ASSERT_OK(list(ifs, &n));
-    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(n, 3);
+    /* The vendor interface comes last (include/ksp11/ksp11.h). */
+    ck_assert_str_eq(iface_name(&ifs[2]), "Vendor ksp11");
+    v = iface_version(&ifs[2]);
+    ck_assert_msg(v.major == 1 && v.minor == 0, "vendor interface %u.%u, expected 1.0", v.major,
+                  v.minor);
     for (int i = 0; i < 2; i++) {
         ck_assert_ptr_nonnull(ifs[i].pInterfaceName);
         ck_assert_str_eq(iface_name(&ifs[i]), "PKCS 11");
