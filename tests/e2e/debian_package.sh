@@ -14,7 +14,7 @@
 set -uo pipefail
 . "$(dirname "$0")/../lib/helpers.sh"
 
-require_cmd dpkg-buildpackage dpkg-deb dh fakeroot lintian flock
+require_cmd dpkg-buildpackage dpkg-deb dh fakeroot lintian flock pkcs11-tool openssl p11-kit
 ksp_setup
 
 P11_PATH=/usr/lib/x86_64-linux-gnu/pkcs11
@@ -90,24 +90,16 @@ if [ "$(id -u)" -ne 0 ]; then
     exit
 fi
 
-exec 9>/run/lock/ksp11-debian-package-test.lock
+# Machine-wide: /run/lock, or /tmp in containers without it.
+lockdir=/run/lock
+[ -d "$lockdir" ] && [ -w "$lockdir" ] || lockdir=/tmp
+lock=$lockdir/ksp11-debian-package-test.lock
+exec 9>"$lock"
 if ! flock -w 600 9; then
-    fail deb-install "another run held /run/lock/ksp11-debian-package-test.lock for 10 minutes"
+    fail deb-install "another run held $lock for 10 minutes"
     ksp_finish
     exit 1
 fi
-# Never replace a ksp11 installed some other way.
-present=
-dpkg-query -W -f='${Status}' ksp11 2>/dev/null | grep -q 'ok installed' && present="package ksp11"
-for f in "${MODULE_FILES[@]}" /etc/ksp11; do
-    [ -e "$f" ] && present="$f"
-done
-if [ -n "$present" ]; then
-    skip deb-install "ksp11 is already installed on this machine ($present); not touching it"
-    ksp_finish
-    exit
-fi
-
 # dpkg waits for nobody: retry while another dpkg/apt holds its lock.
 dpkg_locked() {
     local out=$1 i
@@ -121,15 +113,40 @@ dpkg_locked() {
     return 1
 }
 
+# A run killed before its purge (SIGKILL) leaves this marker: finish its job.
+marker=$lockdir/ksp11-debian-package-test.installed
+if [ -e "$marker" ]; then
+    if dpkg_locked "$(ksp_outfile purge-previous-run)" dpkg -P ksp11-dev ksp11; then
+        rm -f "$marker"
+        pass purge-left-over-from-killed-run
+    else
+        fail purge-left-over-from-killed-run "dpkg -P failed"
+        show_tail "$(ksp_outfile purge-previous-run)"
+    fi
+fi
+
+# Never replace a ksp11 installed some other way.
+present=
+dpkg-query -W -f='${Status}' ksp11 2>/dev/null | grep -q 'ok installed' && present="package ksp11"
+for f in "${MODULE_FILES[@]}" /etc/ksp11; do
+    [ -e "$f" ] && present="$f"
+done
+if [ -n "$present" ]; then
+    skip deb-install "ksp11 is already installed on this machine ($present); not touching it"
+    ksp_finish
+    exit
+fi
+
 installed=0
 purge() {
     [ "$installed" -eq 1 ] || return 0
     installed=0
-    dpkg_locked "$(ksp_outfile deb-purge)" dpkg -P ksp11-dev ksp11
+    dpkg_locked "$(ksp_outfile deb-purge)" dpkg -P ksp11-dev ksp11 && rm -f "$marker"
 }
 trap 'rc=$?; purge; ksp_cleanup "$rc"' EXIT
 
 installed=1
+: >"$marker"
 out=$(ksp_outfile deb-install)
 if dpkg_locked "$out" dpkg -i "$DEB" "$DEV"; then
     pass deb-install
