@@ -93,6 +93,16 @@ for t in $KSP_MATRIX_TOKENS; do
         fi
     done
 done
+# The PIN from a file (pin-source), not on the command line.
+printf '%s' "$KSP_PIN" >pin.txt
+for t in $KSP_MATRIX_TOKENS; do
+    check "curl-$t-pin-source" env OPENSSL_CONF="$TEST_DIR/engine.cnf" curl -sS --max-time 60 \
+        --cacert ca.pem --tlsv1.3 --cert "$(ksp_key_uri "$t" ec cert)" \
+        --key "pkcs11:token=$t;object=ec;type=private;pin-source=file:$TEST_DIR/pin.txt" \
+        -o "page-$t-pin-source.html" "https://127.0.0.1:$PORT/" &&
+        check_grep "curl-$t-pin-source-client-cert-seen" "Subject: CN ?= ?ksp11-$t-ec\$" \
+            "page-$t-pin-source.html" || true
+done
 if [ "$PINLESS" -eq 1 ]; then
     curl_mtls pinless-tls13 nopin nopin '' "$PORT" --tlsv1.3 --tls-max 1.3 || true
 fi
