@@ -129,10 +129,59 @@ static CK_RV write_meta(struct ksp_token *t, const struct ksp_token_meta *m)
     return rv;
 }
 
+/* Where the TPM does not count failures, the store does: the attempt is
+ * charged before the PIN is checked and refunded only after it proved right,
+ * under the store's writer lock. So concurrent guessers in many processes
+ * cannot lose each other's counts, and a process killed between the check and
+ * the count has been counted already. A store that cannot be written
+ * (read-only, full) cannot count: the PIN is then checked uncounted, so that
+ * logging in keeps working there, and the log says so. */
+static CK_RV charge(struct ksp_token *t, enum protector p, bool *counted)
+{
+    struct ksp_token_meta m;
+    CK_RV rv =
+        ksp_store_meta_pin_count(t->dir, p == P_SO, KSP_PIN_COUNT_CHARGE, KSP_MAX_PIN_FAIL, &m);
+    *counted = rv == CKR_OK;
+    if (rv == CKR_OK || rv == CKR_PIN_LOCKED)
+        t->meta = m;
+    ksp_wipe(&m, sizeof(m));
+    if (rv == CKR_PIN_LOCKED) {
+        ksp_warn("auth", "token %s: %s PIN is locked", t->serial, protector_name(p));
+        return rv;
+    }
+    if (rv == CKR_TOKEN_WRITE_PROTECTED || rv == CKR_DEVICE_MEMORY || rv == CKR_DEVICE_ERROR) {
+        ksp_warn("auth", "token %s: cannot count %s PIN attempts (%s): checking uncounted",
+                 t->serial, protector_name(p), ksp_rv_name(rv));
+        rv = ksp_token_meta_refresh_inlock(t);
+        if (rv != CKR_OK)
+            return rv;
+        if ((p == P_SO ? t->meta.so_fails : t->meta.user_fails) >= KSP_MAX_PIN_FAIL) {
+            ksp_warn("auth", "token %s: %s PIN is locked", t->serial, protector_name(p));
+            return CKR_PIN_LOCKED;
+        }
+        return CKR_OK;
+    }
+    return rv;
+}
+
+static CK_RV settle(struct ksp_token *t, enum protector p, enum ksp_pin_count op)
+{
+    struct ksp_token_meta m;
+    CK_RV rv = ksp_store_meta_pin_count(t->dir, p == P_SO, op, KSP_MAX_PIN_FAIL, &m);
+    if (rv == CKR_OK)
+        t->meta = m;
+    else
+        ksp_err("auth", "token %s: cannot update the %s PIN failure count: %s", t->serial,
+                protector_name(p), ksp_rv_name(rv));
+    ksp_wipe(&m, sizeof(m));
+    return rv;
+}
+
 /* Check pin against protector p, counting failures where the TPM does not. */
 static CK_RV verify(struct ksp_token *t, enum protector p, const uint8_t *pin, size_t len,
                     struct ksp_buf *twk_out)
 {
+    bool counted = false;
     CK_RV rv = ksp_token_meta_refresh_inlock(t);
     if (rv != CKR_OK)
         return rv;
@@ -143,30 +192,24 @@ static CK_RV verify(struct ksp_token *t, enum protector p, const uint8_t *pin, s
                      protector_name(p), rv == CKR_PIN_LOCKED ? "locked out" : "wrong");
         return rv;
     }
-    uint32_t *fails = p == P_SO ? &t->meta.so_fails : &t->meta.user_fails;
-    if (*fails >= KSP_MAX_PIN_FAIL) {
-        ksp_warn("auth", "token %s: %s PIN is locked", t->serial, protector_name(p));
-        return CKR_PIN_LOCKED;
-    }
-    rv = unprotect(t, p, pin, len, twk_out);
-    if (rv == CKR_PIN_INCORRECT) {
-        (*fails)++;
-        ksp_warn("auth", "token %s: wrong %s PIN (%u of %u)", t->serial, protector_name(p), *fails,
-                 KSP_MAX_PIN_FAIL);
-        CK_RV wrv = write_meta(t, &t->meta);
-        return wrv == CKR_OK ? CKR_PIN_INCORRECT : wrv;
-    }
+    rv = charge(t, p, &counted);
     if (rv != CKR_OK)
         return rv;
-    if (*fails) {
-        *fails = 0;
-        rv = write_meta(t, &t->meta);
-        if (rv != CKR_OK) {
-            ksp_buf_free(twk_out);
-            return rv;
-        }
+    rv = unprotect(t, p, pin, len, twk_out);
+    if (rv == CKR_PIN_INCORRECT) {
+        ksp_warn("auth", "token %s: wrong %s PIN (%u of %u)", t->serial, protector_name(p),
+                 p == P_SO ? t->meta.so_fails : t->meta.user_fails, KSP_MAX_PIN_FAIL);
+        return rv;
     }
-    return CKR_OK;
+    if (!counted)
+        return rv;
+    /* Right PIN: the count starts again. Any other failure was no guess. */
+    CK_RV srv = settle(t, p, rv == CKR_OK ? KSP_PIN_COUNT_RESET : KSP_PIN_COUNT_REFUND);
+    if (rv == CKR_OK && srv != CKR_OK) {
+        ksp_buf_free(twk_out);
+        rv = srv;
+    }
+    return rv;
 }
 
 CK_RV ksp_auth_protect_new(struct ksp_token_meta *m, const struct ksp_buf *twk,

@@ -375,24 +375,12 @@ static void backup_name(const char *name, char *out, size_t max)
  * file renamed) until the counter is bumped, so a failure after the new
  * version became visible (directory fsync, counter) is undone.
  */
-static CK_RV locked_update(const char *tokdir, const char *name, const uint8_t *data, size_t len,
+static CK_RV update_inlock(int dirfd, const char *name, const uint8_t *data, size_t len,
                            uint64_t gens[2])
 {
     CK_RV rv = CKR_GENERAL_ERROR;
-    int lockfd = -1;
     char bak[NAME_MAX + 1];
     bool have_bak = false, changed = false;
-    int dirfd = open_dir(tokdir);
-    if (dirfd < 0) {
-        int e = errno;
-        ksp_err(AREA, "cannot open token directory %s: %s", tokdir, strerror(e));
-        rv = e == ENOENT ? CKR_TOKEN_NOT_PRESENT : write_rv(e);
-        goto out;
-    }
-    rv = lock_take(dirfd, &lockfd);
-    if (rv != CKR_OK)
-        goto out;
-    /* LOCKED: token directory */
     backup_name(name, bak, sizeof(bak));
     (void)unlinkat(dirfd, bak, 0); /* left by a crashed writer with our pid */
     if (data) {
@@ -433,10 +421,39 @@ static CK_RV locked_update(const char *tokdir, const char *name, const uint8_t *
 out:
     if (have_bak)
         (void)unlinkat(dirfd, bak, 0);
-    if (lockfd >= 0)
-        close(lockfd);
-    if (dirfd >= 0)
-        close(dirfd);
+    return rv;
+}
+
+/* Open and lock a token directory for writing; close both fds to release. */
+static CK_RV open_locked(const char *tokdir, int *dirfd, int *lockfd)
+{
+    CK_RV rv = CKR_GENERAL_ERROR;
+    int fd = open_dir(tokdir);
+    if (fd < 0) {
+        int e = errno;
+        ksp_err(AREA, "cannot open token directory %s: %s", tokdir, strerror(e));
+        return e == ENOENT ? CKR_TOKEN_NOT_PRESENT : write_rv(e);
+    }
+    rv = lock_take(fd, lockfd);
+    if (rv != CKR_OK) {
+        close(fd);
+        return rv;
+    }
+    *dirfd = fd;
+    return CKR_OK;
+}
+
+static CK_RV locked_update(const char *tokdir, const char *name, const uint8_t *data, size_t len,
+                           uint64_t gens[2])
+{
+    int dirfd = -1, lockfd = -1;
+    CK_RV rv = open_locked(tokdir, &dirfd, &lockfd);
+    if (rv != CKR_OK)
+        return rv;
+    /* LOCKED: token directory */
+    rv = update_inlock(dirfd, name, data, len, gens);
+    close(lockfd);
+    close(dirfd);
     return rv;
 }
 
@@ -738,6 +755,58 @@ out:
         ksp_wipe(buf, len);
         free(buf);
     }
+    return rv;
+}
+
+CK_RV ksp_store_meta_pin_count(const char *tokdir, bool so, enum ksp_pin_count op, uint32_t max,
+                               struct ksp_token_meta *out)
+{
+    CK_RV rv = CKR_GENERAL_ERROR;
+    struct ksp_token_meta m;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int dirfd = -1, lockfd = -1;
+
+    if (!tokdir || !out)
+        return CKR_ARGUMENTS_BAD;
+    memset(&m, 0, sizeof(m));
+    rv = open_locked(tokdir, &dirfd, &lockfd);
+    if (rv != CKR_OK)
+        return rv;
+    /* LOCKED: token directory; the read-modify-write below is atomic with
+     * respect to every other writer, so no process's count is lost. */
+    rv = ksp_store_meta_read(tokdir, &m);
+    if (rv != CKR_OK)
+        goto out;
+    uint32_t *fails = so ? &m.so_fails : &m.user_fails;
+    uint32_t before = *fails;
+    if (op == KSP_PIN_COUNT_CHARGE) {
+        if (*fails >= max) {
+            *out = m;
+            rv = CKR_PIN_LOCKED;
+            goto out;
+        }
+        (*fails)++;
+    } else if (op == KSP_PIN_COUNT_RESET) {
+        *fails = 0;
+    } else if (*fails > 0) {
+        (*fails)--;
+    }
+    if (*fails != before) {
+        rv = ksp_store_meta_encode(&m, &buf, &len);
+        if (rv == CKR_OK)
+            rv = update_inlock(dirfd, META_NAME, buf, len, NULL);
+    }
+    if (rv == CKR_OK)
+        *out = m;
+out:
+    if (buf) {
+        ksp_wipe(buf, len);
+        free(buf);
+    }
+    ksp_wipe(&m, sizeof(m));
+    close(lockfd);
+    close(dirfd);
     return rv;
 }
 

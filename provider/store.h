@@ -16,6 +16,7 @@
 #ifndef KSP_STORE_H
 #define KSP_STORE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "attr.h"
@@ -90,6 +91,19 @@ CK_RV ksp_store_token_clear(const char *tokdir);
 
 CK_RV ksp_store_meta_read(const char *tokdir, struct ksp_token_meta *out);
 CK_RV ksp_store_meta_write(const char *tokdir, const struct ksp_token_meta *meta);
+
+/*
+ * PIN failure counting for software tokens: under the writer lock, re-read the
+ * metadata and change one counter (so_fails if so, else user_fails), so that
+ * concurrent processes never lose a count.
+ *   CHARGE  below max: add one and write; at max: CKR_PIN_LOCKED, nothing written
+ *   RESET   set to 0 (written only if it was not 0)
+ *   REFUND  take one back (not below 0)
+ * *out gets the metadata as now on disk (with CKR_OK and CKR_PIN_LOCKED).
+ */
+enum ksp_pin_count { KSP_PIN_COUNT_CHARGE, KSP_PIN_COUNT_RESET, KSP_PIN_COUNT_REFUND };
+CK_RV ksp_store_meta_pin_count(const char *tokdir, bool so, enum ksp_pin_count op, uint32_t max,
+                               struct ksp_token_meta *out);
 
 /* Generation counter; 0 if the file does not exist yet. */
 CK_RV ksp_store_generation(const char *tokdir, uint64_t *gen);
