@@ -20,7 +20,7 @@ if command -v tpm2_dictionarylockout >/dev/null; then
         fail "tpm2_dictionarylockout"
 fi
 
-for suite in general session object crypto; do
+for suite in general session object crypto security; do
     bin="$KSP_BUILD/tests/check_api_$suite"
     if [ ! -x "$bin" ]; then
         fail "api_$suite on TPM" "missing $bin"
