@@ -383,6 +383,20 @@ static bool keep_primary(const char *name, const char *args)
            (strcmp(name, "device") == 0 && strncmp(base, "tpmrm", 5) == 0);
 }
 
+/* Finalize a TCTI from the loader or from tpm_tabrmd.c. */
+static void tcti_free(TSS2_TCTI_CONTEXT **tcti)
+{
+    if (*tcti == NULL) {
+        return;
+    }
+    if (ksp_tpm_tabrmd_is(*tcti)) {
+        ksp_tpm_tabrmd_free(tcti);
+    } else {
+        Tss2_TctiLdr_Finalize(tcti);
+    }
+    *tcti = NULL;
+}
+
 /* A connection that worked. */
 struct conn {
     TSS2_TCTI_CONTEXT *tcti;
@@ -433,7 +447,19 @@ static CK_RV try_tcti(const char *conf, struct ksp_tpm_identity *id, struct conn
             goto out;
         }
     }
-    rc = Tss2_TctiLdr_Initialize(conf, &tcti);
+    if (strcmp(name, "tabrmd") == 0) {
+        /* tpm_tabrmd.c: tpm2-tss's tabrmd TCTI is not fork-safe (GLib). */
+        char err[200] = "";
+
+        rc = ksp_tpm_tabrmd_init(args, &tcti, err, sizeof(err));
+        if (rc != TSS2_RC_SUCCESS) {
+            set_error(id, "unreachable", "TCTI \"%s\": %s", conf, err);
+            rv = CKR_DEVICE_ERROR;
+            goto out;
+        }
+    } else {
+        rc = Tss2_TctiLdr_Initialize(conf, &tcti);
+    }
     if (rc != TSS2_RC_SUCCESS) {
         /* No errno comes back through the loader: for a socket TCTI this is
          * a refused connection or a missing socket. */
@@ -467,7 +493,7 @@ static CK_RV try_tcti(const char *conf, struct ksp_tpm_identity *id, struct conn
     c->esys = esys;
     /* Their finalize only closes a descriptor (mssim's sends a session-end
      * message, tabrmd's talks D-Bus): safe in a forked child. */
-    c->quiet_finalize = device || strcmp(name, "swtpm") == 0;
+    c->quiet_finalize = device || strcmp(name, "swtpm") == 0 || ksp_tpm_tabrmd_is(tcti);
     c->keep_primary = keep_primary(name, args);
     tcti = NULL;
     esys = NULL;
@@ -476,9 +502,7 @@ out:
     if (esys != NULL) {
         Esys_Finalize(&esys);
     }
-    if (tcti != NULL) {
-        Tss2_TctiLdr_Finalize(&tcti);
-    }
+    tcti_free(&tcti);
     return rv;
 }
 
@@ -561,7 +585,7 @@ static void close_tcti(struct ksp_backend *be, bool talk)
         return;
     }
     if (talk || be->quiet_finalize) {
-        Tss2_TctiLdr_Finalize(&be->tcti);
+        tcti_free(&be->tcti);
         be->tcti = NULL;
         return;
     }

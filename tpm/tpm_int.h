@@ -121,6 +121,19 @@ CK_RV ksp_tpm_create_inlock(struct ksp_backend *be, const TPM2B_SENSITIVE_CREATE
 /* TPM algorithm of a CKM_SHA* mechanism, TPM2_ALG_ERROR if none. */
 TPMI_ALG_HASH ksp_tpm_hash_alg(CK_MECHANISM_TYPE hash);
 
+/* ---- tpm_tabrmd.c ---- */
+/* A TCTI to tpm2-abrmd without GLib (fork-safe); conf as tpm2-abrmd's TCTI
+ * ("bus_name=...,bus_type=system|session"). On failure err says why. */
+TSS2_RC ksp_tpm_tabrmd_init(const char *conf, TSS2_TCTI_CONTEXT **out, char *err, size_t err_len);
+/* True for a context made by ksp_tpm_tabrmd_init. */
+bool ksp_tpm_tabrmd_is(TSS2_TCTI_CONTEXT *ctx);
+/* Close the socket and free; sends nothing (safe in a forked child). */
+void ksp_tpm_tabrmd_free(TSS2_TCTI_CONTEXT **ctx);
+/* tpm_tabrmd_dbus.c: over the bus at `address`, ask abrmd (bus_name) for a
+ * connection: its socket (*fd_out, owned by the caller) and id. */
+TSS2_RC ksp_tpm_tabrmd_dbus_connect(const char *address, const char *bus_name, int *fd_out,
+                                    uint64_t *id_out, char *err, size_t err_len);
+
 /* ---- tpm_blob.c ---- */
 enum ksp_tpm_blob_kind {
     KSP_TPM_BLOB_KEY = 1,    /* RSA or ECC key pair */
