@@ -3,7 +3,7 @@
 # (tests/run-all.sh runs tests/faults/*.sh); `make stress` runs the same
 # scripts with bigger counts and longer times (KSP11_STRESS=1).
 
-FAULT_PROGS := fault_inject fault_store fault_kill fault_load
+FAULT_PROGS := fault_inject fault_store fault_kill fault_load fault_tpm
 FAULT_BINS  := $(FAULT_PROGS:%=$(BUILD)/tests/faults/%)
 FAULT_SHIM  := $(BUILD)/tests/faults/fault_shim.so
 FAULT_FL    := $(BUILD)/tests/faults/fl.o
