@@ -12,3 +12,6 @@ $(BENCH_TCTI): bench/tcti_count.c
 	$(CC) $(BENCH_CFLAGS) -fPIC -shared -o $@ $< -ltss2-tctildr
 
 bench-build: $(BENCH_BIN) $(BENCH_TCTI)
+
+# The integration tests of the TPM hot path and lock use the counting TCTI.
+all: $(BENCH_TCTI)

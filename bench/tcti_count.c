@@ -5,6 +5,9 @@
  * adds). Put it between a client and swtpm ("<path>/libtss2-tcti-kspcount.so:
  * swtpm:path=..."), or between tpm2-abrmd and swtpm to count what the TPM
  * itself receives behind the resource manager.
+ * KSP_TCTI_DUMP_FILE (tests): every command is also appended to that file as
+ * a 4-byte big-endian length and the command bytes, so a test can check what
+ * crossed the TPM interface.
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -16,19 +19,23 @@
 #include <tss2/tss2_tcti.h>
 #include <tss2/tss2_tctildr.h>
 
-#define COUNT_SLOTS 1024 /* [0] total, [1 + (cc & 0x3FF)] per command code */
-#define COUNT_MAGIC 0x4b5350434f554e54ULL
+/* [0] total, [1 + (cc & 0x3FF)] per command code, [COUNT_OBJMEM] responses
+ * TPM_RC_OBJECT_MEMORY (the TPM's transient slots were full). */
+#define COUNT_SLOTS  1026
+#define COUNT_OBJMEM 1025
+#define COUNT_MAGIC  0x4b5350434f554e54ULL
 
 struct count_ctx {
     TSS2_TCTI_CONTEXT_COMMON_V2 common;
     TSS2_TCTI_CONTEXT *inner;
     uint64_t *counts;
+    int dump_fd;
 };
 
 static uint64_t *map_counts(void)
 {
     const char *path = getenv("KSP_TCTI_COUNT_FILE");
-    size_t len = (COUNT_SLOTS + 1) * sizeof(uint64_t);
+    size_t len = COUNT_SLOTS * sizeof(uint64_t);
     if (!path)
         return NULL;
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -57,12 +64,33 @@ static TSS2_RC tx(TSS2_TCTI_CONTEXT *c, size_t size, const uint8_t *cmd)
         __atomic_fetch_add(&x->counts[0], 1, __ATOMIC_RELAXED);
         __atomic_fetch_add(&x->counts[1 + (code & 0x3FF)], 1, __ATOMIC_RELAXED);
     }
+    if (x->dump_fd >= 0) {
+        uint8_t len[4] = {(uint8_t)(size >> 24), (uint8_t)(size >> 16), (uint8_t)(size >> 8),
+                          (uint8_t)size};
+        /* One write per record (O_APPEND): records of processes never mix. */
+        uint8_t buf[4 + 4096];
+        if (size <= 4096) {
+            memcpy(buf, len, 4);
+            memcpy(buf + 4, cmd, size);
+            if (write(x->dump_fd, buf, 4 + size) < 0) {
+                /* a test will notice the missing record */
+            }
+        }
+    }
     return Tss2_Tcti_Transmit(x->inner, size, cmd);
 }
 
 static TSS2_RC rx(TSS2_TCTI_CONTEXT *c, size_t *size, uint8_t *rsp, int32_t timeout)
 {
-    return Tss2_Tcti_Receive(cc_of(c)->inner, size, rsp, timeout);
+    struct count_ctx *x = cc_of(c);
+    TSS2_RC rc = Tss2_Tcti_Receive(x->inner, size, rsp, timeout);
+    if (rc == TSS2_RC_SUCCESS && rsp && x->counts && *size >= 10) {
+        uint32_t r =
+            (uint32_t)rsp[6] << 24 | (uint32_t)rsp[7] << 16 | (uint32_t)rsp[8] << 8 | rsp[9];
+        if ((r & 0x9FF) == 0x902) /* TPM_RC_OBJECT_MEMORY */
+            __atomic_fetch_add(&x->counts[COUNT_OBJMEM], 1, __ATOMIC_RELAXED);
+    }
+    return rc;
 }
 
 static void fin(TSS2_TCTI_CONTEXT *c)
@@ -71,7 +99,10 @@ static void fin(TSS2_TCTI_CONTEXT *c)
     if (x->inner)
         Tss2_TctiLdr_Finalize(&x->inner);
     if (x->counts)
-        munmap(x->counts, (COUNT_SLOTS + 1) * sizeof(uint64_t));
+        munmap(x->counts, COUNT_SLOTS * sizeof(uint64_t));
+    if (x->dump_fd >= 0)
+        close(x->dump_fd);
+    x->dump_fd = -1;
     x->counts = NULL;
 }
 
@@ -107,6 +138,7 @@ static TSS2_RC init(TSS2_TCTI_CONTEXT *c, size_t *size, const char *conf)
     if (*size < sizeof(*x))
         return TSS2_TCTI_RC_INSUFFICIENT_BUFFER;
     memset(x, 0, sizeof(*x));
+    x->dump_fd = -1;
     TSS2_RC rc = Tss2_TctiLdr_Initialize(conf, &x->inner);
     if (rc != TSS2_RC_SUCCESS)
         return rc;
@@ -120,6 +152,9 @@ static TSS2_RC init(TSS2_TCTI_CONTEXT *c, size_t *size, const char *conf)
     x->common.v1.setLocality = locality;
     x->common.makeSticky = sticky;
     x->counts = map_counts();
+    const char *dump = getenv("KSP_TCTI_DUMP_FILE");
+    if (dump)
+        x->dump_fd = open(dump, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     return TSS2_RC_SUCCESS;
 }
 

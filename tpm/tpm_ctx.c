@@ -75,8 +75,11 @@ void ksp_tpm_lock(struct ksp_backend *be, struct ksp_tpm_call *call)
          * (its descriptor and TPM objects belong to the parent). */
         ksp_debug(AREA, "fork detected: dropping the inherited TPM connection");
         disconnect_inlock(be, false);
+        ksp_tpm_xlock_forget_fd(be);
         be->pid = pid;
     }
+    /* No resource manager: one process at a time at the TPM (tpm_lock.c). */
+    ksp_tpm_xlock_take_inlock(be);
 }
 
 void ksp_tpm_unlock(struct ksp_backend *be, struct ksp_tpm_call *call)
@@ -90,6 +93,7 @@ void ksp_tpm_unlock(struct ksp_backend *be, struct ksp_tpm_call *call)
     if (be->esys != NULL) {
         ksp_tpm_primary_done_inlock(be);
     }
+    ksp_tpm_xlock_release_inlock(be);
 
     sigemptyset(&pipe_set);
     sigaddset(&pipe_set, SIGPIPE);
@@ -370,17 +374,23 @@ static bool answers_as_tpm12(TSS2_TCTI_CONTEXT *tcti)
  * There every entry point flushes the primary before it returns.
  * KSP11_TPM_KEEP_PRIMARY=1/0 overrides (a TPM used by one long-lived process).
  */
+static bool behind_rm(const char *name, const char *args)
+{
+    const char *base = strrchr(args, '/');
+
+    base = base != NULL ? base + 1 : args;
+    return strcmp(name, "tabrmd") == 0 ||
+           (strcmp(name, "device") == 0 && strncmp(base, "tpmrm", 5) == 0);
+}
+
 static bool keep_primary(const char *name, const char *args)
 {
     const char *env = secure_getenv("KSP11_TPM_KEEP_PRIMARY");
-    const char *base = strrchr(args, '/');
 
     if (env != NULL && (strcmp(env, "1") == 0 || strcmp(env, "0") == 0)) {
         return env[0] == '1';
     }
-    base = base != NULL ? base + 1 : args;
-    return strcmp(name, "tabrmd") == 0 ||
-           (strcmp(name, "device") == 0 && strncmp(base, "tpmrm", 5) == 0);
+    return behind_rm(name, args);
 }
 
 /* Finalize a TCTI from the loader or from tpm_tabrmd.c. */
@@ -403,6 +413,7 @@ struct conn {
     ESYS_CONTEXT *esys;
     bool quiet_finalize;
     bool keep_primary;
+    bool behind_rm;
 };
 
 /* Try one TCTI: CKR_OK with *c and a present identity, or an error with
@@ -495,6 +506,7 @@ static CK_RV try_tcti(const char *conf, struct ksp_tpm_identity *id, struct conn
      * message, tabrmd's talks D-Bus): safe in a forked child. */
     c->quiet_finalize = device || strcmp(name, "swtpm") == 0 || ksp_tpm_tabrmd_is(tcti);
     c->keep_primary = keep_primary(name, args);
+    c->behind_rm = behind_rm(name, args);
     tcti = NULL;
     esys = NULL;
     rv = CKR_OK;
@@ -522,11 +534,32 @@ static bool system_bus_present(void)
            access("/var/run/dbus/system_bus_socket", F_OK) == 0;
 }
 
+static bool env_is(const char *name, const char *value)
+{
+    const char *v = secure_getenv(name);
+    return v != NULL && strcmp(v, value) == 0;
+}
+
+/* A SAPI context over the connection's TCTI for the signing hot path
+ * (tpm_sess.c); without one that path is simply not taken. */
+static void open_sys(struct ksp_backend *be)
+{
+    TSS2_ABI_VERSION abi = TSS2_ABI_VERSION_CURRENT;
+    size_t size = Tss2_Sys_GetContextSize(0);
+    TSS2_SYS_CONTEXT *sys = calloc(1, size);
+
+    if (sys != NULL && Tss2_Sys_Initialize(sys, size, be->tcti, &abi) != TSS2_RC_SUCCESS) {
+        free(sys);
+        sys = NULL;
+    }
+    be->sys = sys;
+}
+
 CK_RV ksp_tpm_connect_inlock(struct ksp_backend *be)
 {
     CK_RV rv = CKR_GENERAL_ERROR;
     struct ksp_tpm_identity id;
-    struct conn c = {NULL, NULL, false, false};
+    struct conn c = {NULL, NULL, false, false, false};
 
     if (be->esys != NULL && !be->dead) {
         return CKR_OK;
@@ -566,8 +599,16 @@ CK_RV ksp_tpm_connect_inlock(struct ksp_backend *be)
     be->tcti = c.tcti;
     be->esys = c.esys;
     be->quiet_finalize = c.quiet_finalize;
-    be->keep_primary = c.keep_primary;
+    be->behind_rm = c.behind_rm;
+    /* KSP11_TPM_KEEP=1: ksp11 alone uses this TPM without a resource
+     * manager; keep what we load, under the cross-process lock's record. */
+    be->keep_objects = c.behind_rm || (be->xlock_path != NULL && env_is("KSP11_TPM_KEEP", "1"));
+    be->keep_primary = c.keep_primary || be->keep_objects;
     be->dead = false;
+    open_sys(be);
+    if (be->nforeign > 0) {
+        ksp_tpm_xlock_flush_foreign_inlock(be);
+    }
     ksp_debug(AREA, "connected: %s %s fw 0x%08x.0x%08x spec %u", id.manufacturer, id.vendor, id.fw1,
               id.fw2, id.revision);
     return CKR_OK;
@@ -604,7 +645,13 @@ static void disconnect_inlock(struct ksp_backend *be, bool talk)
 {
     /* A dead connection's objects are gone with the TPM's restart or with
      * the descriptor; only a live one flushes what it loaded. */
+    ksp_tpm_hot_drop_inlock(be, talk && !be->dead && be->esys != NULL);
     ksp_tpm_primary_drop_inlock(be, talk && !be->dead);
+    if (be->sys != NULL) {
+        Tss2_Sys_Finalize(be->sys);
+        free(be->sys);
+        be->sys = NULL;
+    }
     if (be->esys != NULL) {
         /* We own the TCTI, so this frees memory and sends nothing. */
         Esys_Finalize(&be->esys);
@@ -639,6 +686,10 @@ CK_RV ksp_tpm_open(const struct ksp_config *cfg, struct ksp_backend **out)
     }
     be->pid = getpid();
     be->primary = ESYS_TR_NONE;
+    be->xlock_fd = -1;
+    for (int i = 0; i < KSP_TPM_HOT_KEYS; i++) {
+        be->hot[i].h = ESYS_TR_NONE;
+    }
     be->caps.hardware = CK_TRUE;
     if (cfg != NULL && cfg->tcti != NULL && cfg->tcti[0] != '\0') {
         be->tcti_conf = strdup(cfg->tcti);
@@ -651,6 +702,21 @@ CK_RV ksp_tpm_open(const struct ksp_config *cfg, struct ksp_backend **out)
         if (asprintf(&be->caps_path, "%s/.tpm-caps", cfg->store_root) < 0) {
             be->caps_path = NULL;
             rv = CKR_HOST_MEMORY;
+            goto out;
+        }
+    }
+    {
+        char name[32];
+        const char *args = NULL;
+        const char *conf = be->tcti_conf != NULL ? be->tcti_conf : TCTI_DEVICE_DEFAULT;
+
+        tcti_name(conf, name, sizeof(name), &args);
+        /* The wrapped TCTI of a wrapper ("<lib>:swtpm:path=...") counts. */
+        be->xlock_wanted = be->tcti_conf != NULL && !behind_rm(name, args) &&
+                           strstr(be->tcti_conf, "tabrmd") == NULL &&
+                           strstr(be->tcti_conf, "tpmrm") == NULL;
+        rv = ksp_tpm_xlock_init(be, name, args, cfg != NULL ? cfg->store_root : NULL);
+        if (rv != CKR_OK) {
             goto out;
         }
     }
@@ -667,6 +733,7 @@ out:
 
 static void free_instance(struct ksp_backend *be)
 {
+    ksp_tpm_xlock_free(be);
     free(be->tcti_conf);
     free(be->caps_path);
     free(be);

@@ -19,6 +19,7 @@
 #include <tss2/tss2_esys.h>
 #include <tss2/tss2_mu.h>
 #include <tss2/tss2_rc.h>
+#include <tss2/tss2_sys.h>
 #include <tss2/tss2_tctildr.h>
 
 #include "ksp11/backend.h"
@@ -30,6 +31,24 @@
 #define KSP_TPM_AUTH_LEN 32u
 /* backend.h: seal takes at most 128 bytes. */
 #define KSP_TPM_SEAL_MAX 128u
+
+/* Our own HMAC session (tpm_sess.c). handle 0: none. */
+struct ksp_tpm_sess {
+    TPM2_HANDLE handle;
+    uint8_t key[32]; /* sessionKey */
+    TPM2B_NONCE nonce_tpm;
+    bool broken; /* out of step with the TPM: flush and start another */
+};
+
+/* A key kept loaded between calls behind a resource manager (tpm_sess.c). */
+#define KSP_TPM_HOT_KEYS  2
+#define KSP_TPM_XLOCK_MAX (KSP_TPM_HOT_KEYS + 2) /* keys, session, primary */
+struct ksp_tpm_hot {
+    const struct ksp_bkey *key; /* NULL: free */
+    ESYS_TR h;
+    TPM2B_NAME name;
+    uint64_t used;
+};
 
 struct ksp_backend {
     pthread_mutex_t lock;
@@ -49,6 +68,23 @@ struct ksp_backend {
     bool ident_valid;              /* ident came from a TPM 2.0 */
     struct ksp_caps caps;
     bool caps_valid;
+    /* The signing hot path (tpm_sess.c) */
+    TSS2_SYS_CONTEXT *sys;    /* SAPI over the same TCTI, NULL if unavailable */
+    bool behind_rm;           /* tabrmd or /dev/tpmrmN: keys and session may stay */
+    TPM2B_PUBLIC primary_pub; /* for salting, valid while primary is */
+    bool primary_pub_valid;
+    struct ksp_tpm_hot hot[KSP_TPM_HOT_KEYS];
+    uint64_t hot_clock;
+    struct ksp_tpm_sess hsess;
+    bool keep_objects; /* keys, session (and primary) stay loaded between calls */
+    /* Cross-process lock without a resource manager (tpm_lock.c) */
+    bool xlock_wanted; /* decided at open(): no resource manager in the TCTI */
+    char *xlock_path;
+    int xlock_fd;
+    bool xlock_held;
+    uint64_t xlock_owner;
+    uint32_t foreign[KSP_TPM_XLOCK_MAX]; /* left by another process: flush */
+    uint32_t nforeign;
 };
 
 /* A loaded key: what the TPM needs to load it again for every operation. It
@@ -133,6 +169,34 @@ void ksp_tpm_tabrmd_free(TSS2_TCTI_CONTEXT **ctx);
  * connection: its socket (*fd_out, owned by the caller) and id. */
 TSS2_RC ksp_tpm_tabrmd_dbus_connect(const char *address, const char *bus_name, int *fd_out,
                                     uint64_t *id_out, char *err, size_t err_len);
+
+/* ---- tpm_sess.c: the signing hot path (own salted HMAC session) ---- */
+/* Whether a private_op can take the hot path (public input and output). */
+bool ksp_tpm_fast_applies(const struct ksp_bkey *key, const struct ksp_prim_args *args,
+                          const uint8_t *in, size_t in_len);
+/* One attempt on the hot path; CKR_FUNCTION_NOT_SUPPORTED: use ESAPI. */
+CK_RV ksp_tpm_fast_inlock(struct ksp_backend *be, struct ksp_bkey *key,
+                          const struct ksp_prim_args *args, const uint8_t *in, size_t in_len,
+                          uint8_t *out, size_t *out_len);
+void ksp_tpm_sess_end_inlock(struct ksp_backend *be, struct ksp_tpm_sess *s, bool flush);
+void ksp_tpm_hot_evict_inlock(struct ksp_backend *be, int i);
+/* key is being unloaded: flush its cached handle. */
+void ksp_tpm_hot_forget_inlock(struct ksp_backend *be, const struct ksp_bkey *key);
+/* The connection goes: flush (if `flush`) or forget keys and session. */
+void ksp_tpm_hot_drop_inlock(struct ksp_backend *be, bool flush);
+/* key_unload's part: take the lock and forget key's cached handle. */
+void ksp_tpm_key_forget(struct ksp_bkey *key);
+
+/* ---- tpm_lock.c: cross-process lock without a resource manager ---- */
+CK_RV ksp_tpm_xlock_init(struct ksp_backend *be, const char *tcti_name, const char *tcti_args,
+                         const char *store_root);
+void ksp_tpm_xlock_free(struct ksp_backend *be);
+/* After fork: the inherited descriptor (and its flock) is the parent's. */
+void ksp_tpm_xlock_forget_fd(struct ksp_backend *be);
+void ksp_tpm_xlock_take_inlock(struct ksp_backend *be);
+void ksp_tpm_xlock_release_inlock(struct ksp_backend *be);
+/* Flush what another process left loaded (once connected). */
+void ksp_tpm_xlock_flush_foreign_inlock(struct ksp_backend *be);
 
 /* ---- tpm_blob.c ---- */
 enum ksp_tpm_blob_kind {

@@ -284,8 +284,10 @@ out:
 
 void ksp_tpm_key_unload(struct ksp_bkey *key)
 {
-    /* Nothing is loaded in the TPM between operations. */
+    /* Loaded in the TPM between operations only behind a resource manager
+     * (tpm_sess.c): flushed here. */
     if (key != NULL) {
+        ksp_tpm_key_forget(key);
         ksp_secmem_free(key, sizeof(*key));
     }
 }

@@ -387,7 +387,13 @@ CK_RV ksp_tpm_private_op(struct ksp_bkey *key, const struct ksp_prim_args *args,
     }
     for (int attempt = 0;; attempt++) {
         len = *out_len;
-        rv = run_inlock(be, key, args, in, in_len, out, &len);
+        /* Signatures take the hot path (tpm_sess.c); the rest ESAPI. */
+        rv = ksp_tpm_fast_applies(key, args, in, in_len)
+                 ? ksp_tpm_fast_inlock(be, key, args, in, in_len, out, &len)
+                 : CKR_FUNCTION_NOT_SUPPORTED;
+        if (rv == CKR_FUNCTION_NOT_SUPPORTED) {
+            rv = run_inlock(be, key, args, in, in_len, out, &len);
+        }
         if (!ksp_tpm_again_inlock(be, rv, attempt)) {
             break;
         }

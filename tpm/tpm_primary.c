@@ -91,6 +91,8 @@ static CK_RV try_persistent(struct ksp_backend *be, bool *found)
     }
     be->primary = tr;
     be->primary_persistent = true;
+    be->primary_pub = *pub; /* for salting our own sessions (tpm_sess.c) */
+    be->primary_pub_valid = true;
     tr = ESYS_TR_NONE;
     *found = true;
     rv = CKR_OK;
@@ -111,6 +113,7 @@ CK_RV ksp_tpm_primary_inlock(struct ksp_backend *be)
     TPM2B_DATA outside;
     TPML_PCR_SELECTION pcr;
     ESYS_TR tr = ESYS_TR_NONE;
+    TPM2B_PUBLIC *out_pub = NULL;
     TSS2_RC rc = TSS2_RC_SUCCESS;
     bool found = false;
 
@@ -128,7 +131,7 @@ CK_RV ksp_tpm_primary_inlock(struct ksp_backend *be)
     /* Owner hierarchy with its (empty) password: nothing secret crosses. */
     rc =
         Esys_CreatePrimary(be->esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
-                           &sens, &tmpl, &outside, &pcr, &tr, NULL, NULL, NULL, NULL);
+                           &sens, &tmpl, &outside, &pcr, &tr, &out_pub, NULL, NULL, NULL);
     if (rc != TSS2_RC_SUCCESS) {
         TSS2_RC base = ksp_tpm_rc_base(rc);
 
@@ -143,6 +146,11 @@ CK_RV ksp_tpm_primary_inlock(struct ksp_backend *be)
     }
     be->primary = tr;
     be->primary_persistent = false;
+    if (out_pub != NULL) {
+        be->primary_pub = *out_pub;
+        be->primary_pub_valid = true;
+        Esys_Free(out_pub);
+    }
     return CKR_OK;
 }
 
@@ -172,6 +180,7 @@ void ksp_tpm_primary_drop_inlock(struct ksp_backend *be, bool flush)
     }
     /* Otherwise ESAPI's record goes with Esys_Finalize. */
     be->primary = ESYS_TR_NONE;
+    be->primary_pub_valid = false;
     be->primary_persistent = false;
 }
 
