@@ -272,7 +272,7 @@ static bool step(struct worker *w, CK_SESSION_HANDLE *s, struct keyset *k)
         CK_BBOOL tr = CK_TRUE;
         for (size_t i = 0; i < sizeof(v); i++)
             v[i] = (uint8_t)fl_rand();
-        snprintf(label, sizeof(label), "ld-%d-%d-%u", w->proc, w->tid, w->seq++);
+        snprintf(label, sizeof(label), "ld-%d-%d-%u", (int)getpid(), w->tid, w->seq++);
         CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)},
                             {CKA_TOKEN, &tr, sizeof(tr)},
                             {CKA_PRIVATE, &tr, sizeof(tr)},
@@ -386,7 +386,7 @@ static bool check_own(struct worker *ws, int nw, int proc, long *kept)
     char prefix[32];
     long mine = 0, want = 0;
     FL_OK(fl_find(s, &t, 1, &h, &n));
-    snprintf(prefix, sizeof(prefix), "ld-%d-", proc);
+    snprintf(prefix, sizeof(prefix), "ld-%d-", (int)getpid());
     for (CK_ULONG i = 0; i < n; i++) {
         uint8_t *label = NULL;
         CK_ULONG ll = 0;

@@ -17,7 +17,52 @@ require_cmd swtpm
 BIN=$KSP_BUILD/tests/faults/fault_tpm
 if [ ! -x "$BIN" ]; then
     fail tpm-faults "$BIN not built"
-    ksp_finish
+    # Applications killed in the middle of TPM work (no resource manager cleans
+# up after them): the next one must still sign and generate.
+LOAD=$KSP_BUILD/tests/faults/fault_load
+if [ -x "$LOAD" ]; then
+    export KSP11_STORE=$TEST_DIR/store-kill
+    mkdir -m 700 "$KSP11_STORE"
+    if check "killed TPM users: setup" "$LOAD" setup; then
+        KILLS=10
+        [ -n "${KSP11_STRESS:-}" ] && KILLS=50
+        for i in $(seq 1 "$KILLS"); do
+            "$LOAD" run 1 2 600 >"$TEST_DIR/out/killed-$i.out" 2>&1 &
+            pid=$!
+            sleep "0.$((RANDOM % 9 + 1))"
+            kill -9 "$pid" 2>/dev/null
+            wait "$pid" 2>/dev/null
+        done
+        # Before its kill each may only have met full TPM slots (see below).
+        if grep -h 'CKR_\|signal' "$TEST_DIR"/out/killed-*.out | grep -v 'CKR_DEVICE_MEMORY' |
+            grep -q .; then
+            fail "killed TPM users: no errors before the kills"
+            grep -h 'CKR_\|signal' "$TEST_DIR"/out/killed-*.out | head -5
+        else
+            pass "killed TPM users: no errors before the kills"
+        fi
+        leaked=$(TPM2TOOLS_TCTI=$KSP11_TCTI tpm2_getcap handles-transient 2>/dev/null | grep -c 0x)
+        echo "# $KILLS TPM users killed with SIGKILL left $leaked transient objects in the TPM"
+        # Without a resource manager nobody flushes what a killed process had
+        # loaded; once that fills the TPM's object slots the next process gets
+        # CKR_DEVICE_MEMORY (clean, and never with /dev/tpmrm0). Anything else
+        # (a crash, a hang, another code) fails.
+        out=$(ksp_outfile killed-next)
+        rc=0
+        "$LOAD" fork 2 >"$out" 2>&1 || rc=$?
+        if [ "$rc" -eq 0 ]; then
+            pass "killed TPM users x$KILLS: the next process signs"
+        elif [ "$rc" -eq 1 ] && grep -q 'CKR_DEVICE_MEMORY' "$out" &&
+            ! grep 'CKR_' "$out" | grep -vq 'CKR_DEVICE_MEMORY'; then
+            pass "killed TPM users x$KILLS: the next process fails cleanly (CKR_DEVICE_MEMORY: TPM slots held by killed processes)"
+        else
+            fail "killed TPM users x$KILLS: the next process signs or fails cleanly" "exit $rc"
+            show_tail "$out"
+        fi
+    fi
+fi
+
+ksp_finish
     exit 1
 fi
 CYCLES=12
@@ -27,7 +72,52 @@ export KSP11_LOG_LEVEL=info
 DIR=$TEST_DIR/tpm
 if ! start_swtpm2 "$DIR"; then
     fail "swtpm did not start"
-    ksp_finish
+    # Applications killed in the middle of TPM work (no resource manager cleans
+# up after them): the next one must still sign and generate.
+LOAD=$KSP_BUILD/tests/faults/fault_load
+if [ -x "$LOAD" ]; then
+    export KSP11_STORE=$TEST_DIR/store-kill
+    mkdir -m 700 "$KSP11_STORE"
+    if check "killed TPM users: setup" "$LOAD" setup; then
+        KILLS=10
+        [ -n "${KSP11_STRESS:-}" ] && KILLS=50
+        for i in $(seq 1 "$KILLS"); do
+            "$LOAD" run 1 2 600 >"$TEST_DIR/out/killed-$i.out" 2>&1 &
+            pid=$!
+            sleep "0.$((RANDOM % 9 + 1))"
+            kill -9 "$pid" 2>/dev/null
+            wait "$pid" 2>/dev/null
+        done
+        # Before its kill each may only have met full TPM slots (see below).
+        if grep -h 'CKR_\|signal' "$TEST_DIR"/out/killed-*.out | grep -v 'CKR_DEVICE_MEMORY' |
+            grep -q .; then
+            fail "killed TPM users: no errors before the kills"
+            grep -h 'CKR_\|signal' "$TEST_DIR"/out/killed-*.out | head -5
+        else
+            pass "killed TPM users: no errors before the kills"
+        fi
+        leaked=$(TPM2TOOLS_TCTI=$KSP11_TCTI tpm2_getcap handles-transient 2>/dev/null | grep -c 0x)
+        echo "# $KILLS TPM users killed with SIGKILL left $leaked transient objects in the TPM"
+        # Without a resource manager nobody flushes what a killed process had
+        # loaded; once that fills the TPM's object slots the next process gets
+        # CKR_DEVICE_MEMORY (clean, and never with /dev/tpmrm0). Anything else
+        # (a crash, a hang, another code) fails.
+        out=$(ksp_outfile killed-next)
+        rc=0
+        "$LOAD" fork 2 >"$out" 2>&1 || rc=$?
+        if [ "$rc" -eq 0 ]; then
+            pass "killed TPM users x$KILLS: the next process signs"
+        elif [ "$rc" -eq 1 ] && grep -q 'CKR_DEVICE_MEMORY' "$out" &&
+            ! grep 'CKR_' "$out" | grep -vq 'CKR_DEVICE_MEMORY'; then
+            pass "killed TPM users x$KILLS: the next process fails cleanly (CKR_DEVICE_MEMORY: TPM slots held by killed processes)"
+        else
+            fail "killed TPM users x$KILLS: the next process signs or fails cleanly" "exit $rc"
+            show_tail "$out"
+        fi
+    fi
+fi
+
+ksp_finish
     exit 1
 fi
 # Failed logins are not expected, but keep the TPM from locking anyone out.
@@ -54,4 +144,49 @@ if command -v tpm2_getcap >/dev/null; then
         fi
     done
 fi
+# Applications killed in the middle of TPM work (no resource manager cleans
+# up after them): the next one must still sign and generate.
+LOAD=$KSP_BUILD/tests/faults/fault_load
+if [ -x "$LOAD" ]; then
+    export KSP11_STORE=$TEST_DIR/store-kill
+    mkdir -m 700 "$KSP11_STORE"
+    if check "killed TPM users: setup" "$LOAD" setup; then
+        KILLS=10
+        [ -n "${KSP11_STRESS:-}" ] && KILLS=50
+        for i in $(seq 1 "$KILLS"); do
+            "$LOAD" run 1 2 600 >"$TEST_DIR/out/killed-$i.out" 2>&1 &
+            pid=$!
+            sleep "0.$((RANDOM % 9 + 1))"
+            kill -9 "$pid" 2>/dev/null
+            wait "$pid" 2>/dev/null
+        done
+        # Before its kill each may only have met full TPM slots (see below).
+        if grep -h 'CKR_\|signal' "$TEST_DIR"/out/killed-*.out | grep -v 'CKR_DEVICE_MEMORY' |
+            grep -q .; then
+            fail "killed TPM users: no errors before the kills"
+            grep -h 'CKR_\|signal' "$TEST_DIR"/out/killed-*.out | head -5
+        else
+            pass "killed TPM users: no errors before the kills"
+        fi
+        leaked=$(TPM2TOOLS_TCTI=$KSP11_TCTI tpm2_getcap handles-transient 2>/dev/null | grep -c 0x)
+        echo "# $KILLS TPM users killed with SIGKILL left $leaked transient objects in the TPM"
+        # Without a resource manager nobody flushes what a killed process had
+        # loaded; once that fills the TPM's object slots the next process gets
+        # CKR_DEVICE_MEMORY (clean, and never with /dev/tpmrm0). Anything else
+        # (a crash, a hang, another code) fails.
+        out=$(ksp_outfile killed-next)
+        rc=0
+        "$LOAD" fork 2 >"$out" 2>&1 || rc=$?
+        if [ "$rc" -eq 0 ]; then
+            pass "killed TPM users x$KILLS: the next process signs"
+        elif [ "$rc" -eq 1 ] && grep -q 'CKR_DEVICE_MEMORY' "$out" &&
+            ! grep 'CKR_' "$out" | grep -vq 'CKR_DEVICE_MEMORY'; then
+            pass "killed TPM users x$KILLS: the next process fails cleanly (CKR_DEVICE_MEMORY: TPM slots held by killed processes)"
+        else
+            fail "killed TPM users x$KILLS: the next process signs or fails cleanly" "exit $rc"
+            show_tail "$out"
+        fi
+    fi
+fi
+
 ksp_finish
