@@ -31,6 +31,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "store.h"
 #include "testlib.h"
 
 #define SEC_SO_PIN   "SoPin-9d7c2e51"
@@ -614,6 +615,10 @@ static bool contains(const uint8_t *hay, size_t hl, const uint8_t *n, size_t nl)
     return false;
 }
 
+/* Positive control: a public value that must be found, so the scan is known to see the data. */
+static struct needle control;
+static bool control_seen;
+
 static void scan_file(const char *path, const struct needles *ns)
 {
     FILE *f = fopen(path, "rb");
@@ -627,6 +632,8 @@ static void scan_file(const char *path, const struct needles *ns)
     for (size_t i = 0; i < ns->cnt; i++)
         ck_assert_msg(!contains(buf, (size_t)sz, ns->n[i].p, ns->n[i].len), "%s holds %s", path,
                       ns->n[i].what);
+    if (control.len && contains(buf, (size_t)sz, control.p, control.len))
+        control_seen = true;
     free(buf);
 }
 
@@ -656,6 +663,49 @@ static int scan_tree(const char *dir, const struct needles *ns)
     }
     closedir(d);
     return files;
+}
+
+/* authValue of a TPM-sealed wrapping key: SHA-256("ksp11-tpm-auth-v1" ||
+ * salt || PIN) (provider/auth.c), never sent in clear (salted sessions) nor
+ * stored or logged. */
+static void add_auth(struct needles *ns, const uint8_t salt[16], const char *pin, const char *what)
+{
+    uint8_t in[64 + 255], md[32];
+    size_t n = 0;
+    memcpy(in, "ksp11-tpm-auth-v1", 17);
+    n = 17;
+    memcpy(in + n, salt, 16);
+    n += 16;
+    memcpy(in + n, pin, strlen(pin));
+    n += strlen(pin);
+    ck_assert(EVP_Digest(in, n, md, NULL, EVP_sha256(), NULL) == 1);
+    add_forms(ns, what, md, sizeof(md));
+}
+
+/* The token's metadata (store.h decodes it) gives the salts. */
+static void add_tpm_auth(struct needles *ns)
+{
+    DIR *d = opendir(ksp_t.store);
+    struct dirent *de;
+    struct ksp_token_meta m;
+    int tokens = 0;
+    ck_assert(d != NULL);
+    while ((de = readdir(d))) {
+        char dir[PATH_MAX + 300];
+        if (strlen(de->d_name) != KSP_SERIAL_LEN)
+            continue;
+        snprintf(dir, sizeof(dir), "%s/%s", ksp_t.store, de->d_name);
+        KSP_ASSERT_OK(ksp_store_meta_read(dir, &m));
+        tokens++;
+        ck_assert_msg(!!(m.flags & KSP_META_TPM) == ksp_test_tpm(),
+                      "wrapping key %ssealed in the TPM", m.flags & KSP_META_TPM ? "" : "not ");
+        if (m.flags & KSP_META_TPM) {
+            add_auth(ns, m.so_tpm.salt, SEC_SO_PIN, "SO authValue");
+            add_auth(ns, m.user_tpm.salt, SEC_NEW_PIN, "user authValue");
+        }
+    }
+    closedir(d);
+    ck_assert_int_eq(tokens, 1);
 }
 
 START_TEST(test_no_secret_at_rest_or_logged)
@@ -710,7 +760,16 @@ START_TEST(test_no_secret_at_rest_or_logged)
     add_bn(&ns, ec, OSSL_PKEY_PARAM_PRIV_KEY, "EC scalar");
     add_der(&ns, rsa, "RSA DER");
     add_der(&ns, ec, "EC DER");
+    add_tpm_auth(&ns);
+    {
+        BIGNUM *n = NULL;
+        static uint8_t mod[512];
+        ck_assert(EVP_PKEY_get_bn_param(rsa, OSSL_PKEY_PARAM_RSA_N, &n) == 1);
+        control = (struct needle){"RSA modulus", mod, (size_t)BN_bn2bin(n, mod)};
+        BN_free(n);
+    }
     int files = scan_tree(ksp_t.store, &ns);
+    ck_assert_msg(control_seen, "the public modulus was not found: the scan sees nothing");
     ck_assert_msg(files >= 5, "only %d files in the store", files);
     snprintf(path, sizeof(path), "%s/log", ksp_t.dir);
     struct stat st;
