@@ -2,7 +2,8 @@
 # `make install` / `make uninstall` into a DESTDIR (packaging/packaging.mk):
 # every file lands where p11-kit and the man/pkg-config tools look, with its
 # mode; the installed module and tool work; the public header compiles with
-# p11-kit's pkcs11.h alone; an existing config is never overwritten; the man
+# p11-kit's pkcs11.h alone and a client built on it reaches the vendor
+# interface of the installed module; an existing config is never overwritten; the man
 # pages render without warnings and ksp11(1) documents every command and
 # option the tool's --help lists; uninstall removes what install put.
 set -uo pipefail
@@ -123,6 +124,78 @@ for t in alone after; do
         $(pkg-config --cflags p11-kit-1) -o "$TEST_DIR/$t" "$TEST_DIR/$t.c" &&
         check "header-values-$t" "$TEST_DIR/$t"
 done
+
+# A client developer's program: the installed header only (plus p11-kit's),
+# the DESTDIR-installed module by dlopen, the vendor interface through
+# C_GetInterface. p11-kit 0.24's header is PKCS#11 2.40: the program declares
+# CK_INTERFACE itself, as such a client must.
+cat >"$TEST_DIR/vendor.c" <<'EOF'
+#include <dlfcn.h>
+#include <stdio.h>
+#include <ksp11/ksp11.h>
+
+#ifndef CKF_INTERFACE_FORK_SAFE
+typedef struct CK_INTERFACE {
+    CK_CHAR *pInterfaceName;
+    CK_VOID_PTR pFunctionList;
+    CK_FLAGS flags;
+} CK_INTERFACE;
+#endif
+typedef CK_RV (*get_interface_fn)(CK_UTF8CHAR *, CK_VERSION *, CK_INTERFACE **, CK_FLAGS);
+
+int main(int argc, char **argv)
+{
+    void *h = argc == 2 ? dlopen(argv[1], RTLD_NOW | RTLD_LOCAL) : NULL;
+    if (!h)
+        return 2;
+    CK_C_GetFunctionList gfl = (CK_C_GetFunctionList)dlsym(h, "C_GetFunctionList");
+    get_interface_fn gi = (get_interface_fn)dlsym(h, "C_GetInterface");
+    CK_FUNCTION_LIST *f = NULL;
+    CK_INTERFACE *iface = NULL;
+    if (!gfl || !gi || gfl(&f) != CKR_OK || f->C_Initialize(NULL) != CKR_OK)
+        return 3;
+    if (gi((CK_UTF8CHAR *)KSP11_INTERFACE_NAME, NULL, &iface, 0) != CKR_OK || !iface)
+        return 4;
+    CK_KSP11_FUNCTION_LIST *v = iface->pFunctionList;
+    CK_KSP11_TPM_STATUS st;
+    if (v->version.major != 1 || v->C_KSP11_GetTpmStatus(&st) != CKR_OK)
+        return 5;
+    printf("tpm state %lu reason '%s' detail '%s'\n", st.state, (char *)st.reason,
+           (char *)st.detail);
+    if (st.state < KSP11_TPM_ACCEPTED || st.state > KSP11_TPM_DENIED ||
+        (st.state != KSP11_TPM_ACCEPTED && st.reason[0] == '\0'))
+        return 6;
+    CK_SLOT_ID slots[16];
+    CK_ULONG n = 16, tokens = 0, empty = 0;
+    if (f->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK)
+        return 7;
+    for (CK_ULONG i = 0; i < n; i++) {
+        CK_TOKEN_INFO ti;
+        CK_ULONG prot = 99;
+        if (f->C_GetTokenInfo(slots[i], &ti) != CKR_OK ||
+            v->C_KSP11_GetTokenProtection(slots[i], &prot) != CKR_OK)
+            return 8;
+        int inited = (ti.flags & CKF_TOKEN_INITIALIZED) != 0;
+        printf("slot %lu initialised %d protection %lu\n", slots[i], inited, prot);
+        if (inited && prot != KSP11_PROTECT_PIN && prot != KSP11_PROTECT_TPM)
+            return 9;
+        if (!inited && prot != KSP11_PROTECT_NONE)
+            return 10;
+        tokens += inited;
+        empty += !inited;
+    }
+    f->C_Finalize(NULL);
+    return tokens == 1 && empty == 1 ? 0 : 11;
+}
+EOF
+# shellcheck disable=SC2086 # pkg-config flags are words
+if check vendor-client-compiles cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
+    -I"$D$PREFIX/include" $(pkg-config --cflags p11-kit-1) -o "$TEST_DIR/vendor" \
+    "$TEST_DIR/vendor.c" -ldl &&
+    check vendor-client-token env -u KSP11_MODULE "$D$PREFIX/bin/ksp11" \
+        --module "$D$P11_PATH/ksp11-pkcs11.so" init --label vendor --so-pin 12345678 --pin 1234; then
+    check vendor-interface-from-public-header "$TEST_DIR/vendor" "$D$P11_PATH/ksp11-pkcs11.so"
+fi
 
 # --- man pages ---
 for page in "$D$PREFIX/share/man/man1/ksp11.1" "$D$PREFIX/share/man/man5/ksp11.conf.5" \
