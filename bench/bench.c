@@ -1,12 +1,12 @@
 /*
  * The ksp11 benchmark (issue 5; `make bench` runs it through bench/run.sh).
  * One program, several modes that run.sh calls in one run:
- *   setup MODULE [KEYGEN_ROUNDS]    init token "bench", keys "rsa" and "ec"; keygen times
+ *   setup MODULE [ROUNDS TAG [pinless]]  init token "bench", keys "rsa" and "ec"; keygen times
  *   populate MODULE N               a token with N data objects labelled obj-<i>
  *   sign MODULE tpm|soft ROUNDS N THREADS MECHS
  *                                   C_Sign vs the ceiling (raw TPM / in-process
  *                                   OpenSSL), interleaved rounds, medians, ratios
- *   cold MODULE LABEL               one cold start (dlopen .. first verified signature)
+ *   cold MODULE LABEL [nologin]     one cold start (dlopen .. first verified signature)
  *   procs ROUNDS SPEC...            whole processes, interleaved, medians
  *   objects MODULE ROUNDS CONF...   C_Initialize / C_Login / find per store
  * Every signature made is verified with OpenSSL; a failure ends the run with
@@ -238,6 +238,9 @@ static CK_OBJECT_HANDLE find_one(CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls, const
     return h;
 }
 
+/* A PIN-less token (daemons, the machine's own certificate): no C_Login. */
+static bool pinless;
+
 static CK_SLOT_ID make_token(void)
 {
     CK_SLOT_ID slot = find_slot(true);
@@ -248,7 +251,7 @@ static CK_SLOT_ID make_token(void)
     slot = find_slot(false);
     CK_SESSION_HANDLE s = open_rw(slot);
     CK(p11->C_Login(s, CKU_SO, (CK_UTF8CHAR *)SO_PIN, 8));
-    CK(p11->C_InitPIN(s, (CK_UTF8CHAR *)PIN, 4));
+    CK(p11->C_InitPIN(s, (CK_UTF8CHAR *)PIN, pinless ? 0 : 4));
     CK(p11->C_Logout(s));
     CK(p11->C_CloseSession(s));
     return slot;
@@ -281,10 +284,12 @@ static int do_setup(int argc, char **argv)
     int rounds = argc > 3 ? atoi(argv[3]) : 3;
     const char *tag = argc > 4 ? argv[4] : "";
     double tr[MAXR], te[MAXR];
+    pinless = argc > 5 && strcmp(argv[5], "pinless") == 0;
     load_module(argv[2]);
     init(NULL);
     CK_SESSION_HANDLE s = open_rw(make_token());
-    CK(p11->C_Login(s, CKU_USER, (CK_UTF8CHAR *)PIN, 4));
+    if (!pinless)
+        CK(p11->C_Login(s, CKU_USER, (CK_UTF8CHAR *)PIN, 4));
     keygen(s, true, "rsa");
     keygen(s, false, "ec");
     if (rounds > MAXR)
@@ -655,7 +660,8 @@ static int do_cold(int argc, char **argv)
     CK_SESSION_HANDLE s = 0;
     CK(p11->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &s));
     double t3 = bench_now();
-    CK(p11->C_Login(s, CKU_USER, (CK_UTF8CHAR *)PIN, 4));
+    if (argc < 5 || strcmp(argv[4], "nologin") != 0)
+        CK(p11->C_Login(s, CKU_USER, (CK_UTF8CHAR *)PIN, 4));
     double t4 = bench_now();
     CK_OBJECT_HANDLE k = find_one(s, CKO_PRIVATE_KEY, argv[3]);
     EVP_PKEY *pub = module_pub(s, rsa ? 'r' : 'e');

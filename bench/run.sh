@@ -57,7 +57,12 @@ NO_TPM="swtpm:path=$D/no-tpm.sock"
 
 TPM_ENV="KSP11_STORE=$D/tpmstore KSP11_TCTI=$TPM_TCTI"
 SOFT_ENV="KSP11_STORE=$D/softstore KSP11_TCTI=$NO_TPM"
-mkdir -p "$D/tpmstore" "$D/softstore" && chmod 700 "$D/tpmstore" "$D/softstore"
+# PIN-less tokens (daemons, the machine's certificate): no login, no PIN KDF.
+TPM0_ENV="KSP11_STORE=$D/tpmstore0 KSP11_TCTI=$TPM_TCTI"
+SOFT0_ENV="KSP11_STORE=$D/softstore0 KSP11_TCTI=$NO_TPM"
+for s in tpmstore softstore tpmstore0 softstore0; do
+    mkdir -p "$D/$s" && chmod 700 "$D/$s"
+done
 
 {
     echo "ksp11 benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -srm)"
@@ -70,6 +75,8 @@ mkdir -p "$D/tpmstore" "$D/softstore" && chmod 700 "$D/tpmstore" "$D/softstore"
 # Keys (and keygen times).
 env $TPM_ENV "$B" setup "$M" "$(r 3 1)" tpm | tee -a "$OUT"
 env $SOFT_ENV "$B" setup "$M" "$(r 5 1)" soft | tee -a "$OUT"
+env $TPM0_ENV "$B" setup "$M" 0 tpm pinless
+env $SOFT0_ENV "$B" setup "$M" 0 soft pinless
 
 # C_Sign against the ceilings, interleaved rounds.
 env $TPM_ENV "$B" sign "$M" tpm "$(r 5 2)" "$(r 10 3)" 1,2,4 all | tee -a "$OUT"
@@ -84,26 +91,33 @@ env $SOFT_ENV "$B" sign "$M" soft "$(r 7 2)" "$(r 200 20)" 1,2,4 all | tee -a "$
     "TPM RSA-2048|$TPM_ENV|$B cold $M rsa" \
     "TPM P-256|$TPM_ENV|$B cold $M ec" \
     "software RSA-2048|$SOFT_ENV|$B cold $M rsa" \
-    "software P-256|$SOFT_ENV|$B cold $M ec" | tee -a "$OUT"
+    "software P-256|$SOFT_ENV|$B cold $M ec" \
+    "TPM P-256, PIN-less token|$TPM0_ENV|$B cold $M ec nologin" \
+    "software P-256, PIN-less token|$SOFT0_ENV|$B cold $M ec nologin" | tee -a "$OUT"
 
 # A whole pkcs11-tool process against openssl dgst with a PEM key.
 printf 'the message signed by every process of this benchmark\n' >"$D/msg"
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$D/key.pem" 2>/dev/null
 openssl pkey -in "$D/key.pem" -pubout -out "$D/key.pub.pem"
-for s in tpm soft; do
-    if [ $s = tpm ]; then e=$TPM_ENV; else e=$SOFT_ENV; fi
+for s in tpm soft tpm0 soft0; do
+    case $s in tpm) e=$TPM_ENV ;; soft) e=$SOFT_ENV ;; tpm0) e=$TPM0_ENV ;; *) e=$SOFT0_ENV ;; esac
+    login="--login --pin 1234"
+    case $s in *0) login= ;; esac
     env $e pkcs11-tool --module "$M" --token-label bench --read-object --type pubkey --label rsa \
         -o "$D/$s.pub.der" >/dev/null 2>&1
     der_to_pubpem "$D/$s.pub.der" "$D/$s.pub.pem"
     # pkcs11-tool 0.23 picks the signing key by --id only.
-    env $e pkcs11-tool --module "$M" --token-label bench --login --pin 1234 -O --type privkey 2>/dev/null |
+    env $e pkcs11-tool --module "$M" --token-label bench $login -O --type privkey 2>/dev/null |
         awk '/label:/ { l = $2 } /ID:/ && l == "rsa" { print $2; exit }' >"$D/$s.id"
 done
-P11SIGN="pkcs11-tool --module $M --token-label bench --login --pin 1234 --sign -m SHA256-RSA-PKCS -i $D/msg"
+P11SIGN="pkcs11-tool --module $M --token-label bench --sign -m SHA256-RSA-PKCS -i $D/msg"
+P11LOGIN="--login --pin 1234"
 "$B" procs "whole process: pkcs11-tool --sign vs openssl dgst -sign (RSA-2048, SHA-256)" "$(r 9 2)" \
     "openssl dgst -sign key.pem|-|openssl dgst -sha256 -sign $D/key.pem -out $D/o.sig $D/msg|openssl dgst -sha256 -verify $D/key.pub.pem -signature $D/o.sig $D/msg >/dev/null" \
-    "pkcs11-tool, software key|$SOFT_ENV|$P11SIGN --id $(cat "$D/soft.id") -o $D/s.sig|openssl dgst -sha256 -verify $D/soft.pub.pem -signature $D/s.sig $D/msg >/dev/null" \
-    "pkcs11-tool, TPM key|$TPM_ENV|$P11SIGN --id $(cat "$D/tpm.id") -o $D/t.sig|openssl dgst -sha256 -verify $D/tpm.pub.pem -signature $D/t.sig $D/msg >/dev/null" |
+    "pkcs11-tool, software key|$SOFT_ENV|$P11SIGN $P11LOGIN --id $(cat "$D/soft.id") -o $D/s.sig|openssl dgst -sha256 -verify $D/soft.pub.pem -signature $D/s.sig $D/msg >/dev/null" \
+    "pkcs11-tool, TPM key|$TPM_ENV|$P11SIGN $P11LOGIN --id $(cat "$D/tpm.id") -o $D/t.sig|openssl dgst -sha256 -verify $D/tpm.pub.pem -signature $D/t.sig $D/msg >/dev/null" \
+    "pkcs11-tool, TPM key, PIN-less|$TPM0_ENV|$P11SIGN --id $(cat "$D/tpm0.id") -o $D/t0.sig|openssl dgst -sha256 -verify $D/tpm0.pub.pem -signature $D/t0.sig $D/msg >/dev/null" \
+    "pkcs11-tool, software key, PIN-less|$SOFT0_ENV|$P11SIGN --id $(cat "$D/soft0.id") -o $D/s0.sig|openssl dgst -sha256 -verify $D/soft0.pub.pem -signature $D/s0.sig $D/msg >/dev/null" |
     tee -a "$OUT"
 
 # Tokens with 0, 1,000 and 10,000 objects (software tokens: no TPM involved).

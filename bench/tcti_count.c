@@ -5,9 +5,9 @@
  * adds). Put it between a client and swtpm ("<path>/libtss2-tcti-kspcount.so:
  * swtpm:path=..."), or between tpm2-abrmd and swtpm to count what the TPM
  * itself receives behind the resource manager.
- * KSP_TCTI_DUMP_FILE (tests): every command is also appended to that file as
- * a 4-byte big-endian length and the command bytes, so a test can check what
- * crossed the TPM interface.
+ * KSP_TCTI_DUMP_FILE (tests): every command and response is also appended to
+ * that file as a 4-byte big-endian length (top bit set for a response) and
+ * the bytes, so a test can check what crossed the TPM interface.
  */
 #include <fcntl.h>
 #include <stdint.h>
@@ -89,6 +89,19 @@ static TSS2_RC rx(TSS2_TCTI_CONTEXT *c, size_t *size, uint8_t *rsp, int32_t time
             (uint32_t)rsp[6] << 24 | (uint32_t)rsp[7] << 16 | (uint32_t)rsp[8] << 8 | rsp[9];
         if ((r & 0x9FF) == 0x902) /* TPM_RC_OBJECT_MEMORY */
             __atomic_fetch_add(&x->counts[COUNT_OBJMEM], 1, __ATOMIC_RELAXED);
+    }
+    if (rc == TSS2_RC_SUCCESS && rsp && x->dump_fd >= 0 && *size <= 4096) {
+        /* Responses too, their length tagged with the top bit. */
+        uint8_t buf[4 + 4096];
+        uint32_t n = (uint32_t)*size | 0x80000000u;
+        buf[0] = (uint8_t)(n >> 24);
+        buf[1] = (uint8_t)(n >> 16);
+        buf[2] = (uint8_t)(n >> 8);
+        buf[3] = (uint8_t)n;
+        memcpy(buf + 4, rsp, *size);
+        if (write(x->dump_fd, buf, 4 + *size) < 0) {
+            /* a test will notice the missing record */
+        }
     }
     return rc;
 }

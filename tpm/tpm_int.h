@@ -179,6 +179,10 @@ CK_RV ksp_tpm_fast_inlock(struct ksp_backend *be, struct ksp_bkey *key,
                           const struct ksp_prim_args *args, const uint8_t *in, size_t in_len,
                           uint8_t *out, size_t *out_len);
 void ksp_tpm_sess_end_inlock(struct ksp_backend *be, struct ksp_tpm_sess *s, bool flush);
+/* TPM2_Unseal over our own session with response encryption. */
+CK_RV ksp_tpm_fast_unseal_inlock(struct ksp_backend *be, const TPM2B_PUBLIC *pub,
+                                 const TPM2B_PRIVATE *priv, const TPM2B_AUTH *auth,
+                                 struct ksp_buf *data_out);
 void ksp_tpm_hot_evict_inlock(struct ksp_backend *be, int i);
 /* key is being unloaded: flush its cached handle. */
 void ksp_tpm_hot_forget_inlock(struct ksp_backend *be, const struct ksp_bkey *key);

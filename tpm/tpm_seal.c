@@ -149,7 +149,11 @@ CK_RV ksp_tpm_unseal(struct ksp_backend *be, const struct ksp_buf *blob, const s
     }
     ksp_tpm_lock(be, &call);
     for (int attempt = 0;; attempt++) {
-        rv = unseal_inlock(be, &pub, &priv, &a, &data);
+        /* Our own session first (tpm_sess.c), ESAPI where it cannot. */
+        rv = ksp_tpm_fast_unseal_inlock(be, &pub, &priv, &a, &data);
+        if (rv == CKR_FUNCTION_NOT_SUPPORTED) {
+            rv = unseal_inlock(be, &pub, &priv, &a, &data);
+        }
         /* Only failures where TPM2_Unseal never ran are retried: a wrong
          * PIN repeated would count twice. */
         if (!ksp_tpm_again_inlock(be, rv, attempt)) {

@@ -42,6 +42,12 @@
 
 #define AREA KSP_TPM_AREA
 #define HLEN 32u /* SHA-256: the session's and the keys' nameAlg */
+/* TPM warnings that mean "send it again" (ESAPI retries them internally;
+ * SAPI does not): the command did not run. */
+#define RC_AGAIN(rc) ((rc) == TPM2_RC_RETRY || (rc) == TPM2_RC_YIELDED || (rc) == TPM2_RC_TESTING)
+#define MAX_AGAIN    32
+/* Internal to this file: run_authorised saw RC_AGAIN, prepare and run again. */
+#define CKR_AGAIN CKR_FUNCTION_REJECTED
 
 /* ---- crypto on the private library context ---- */
 
@@ -273,7 +279,10 @@ static CK_RV sess_start(struct ksp_backend *be, struct ksp_tpm_sess *s)
         goto out;
     }
     memset(&sym, 0, sizeof(sym));
-    sym.algorithm = TPM2_ALG_NULL; /* no parameter encryption: only public data here */
+    /* AES-128-CFB for the responses that carry a secret (unseal). */
+    sym.algorithm = TPM2_ALG_AES;
+    sym.keyBits.aes = 128;
+    sym.mode.aes = TPM2_ALG_CFB;
     rc = Tss2_Sys_StartAuthSession(be->sys, parent, TPM2_RH_NULL, NULL, &caller, &enc, TPM2_SE_HMAC,
                                    &sym, TPM2_ALG_SHA256, &h, &tpm, NULL);
     if (rc != TSS2_RC_SUCCESS) {
@@ -314,7 +323,8 @@ static size_t hmac_key(const struct ksp_tpm_sess *s, const TPM2B_AUTH *auth, uin
  * HMAC is verified before the caller reads the result.
  */
 static CK_RV run_authorised(struct ksp_backend *be, struct ksp_tpm_sess *s, TPM2_CC cc,
-                            const TPM2B_NAME *name, const TPM2B_AUTH *auth, const char *what)
+                            const TPM2B_NAME *name, const TPM2B_AUTH *auth, TPMA_SESSION extra,
+                            TPM2B_NONCE *caller_out, const char *what)
 {
     CK_RV rv = CKR_GENERAL_ERROR;
     const uint8_t *cp = NULL, *rp = NULL;
@@ -324,7 +334,7 @@ static CK_RV run_authorised(struct ksp_backend *be, struct ksp_tpm_sess *s, TPM2
     TSS2L_SYS_AUTH_COMMAND cmd;
     TSS2L_SYS_AUTH_RESPONSE rsp;
     TPM2B_NONCE caller;
-    TPMA_SESSION attrs = TPMA_SESSION_CONTINUESESSION;
+    TPMA_SESSION attrs = TPMA_SESSION_CONTINUESESSION | extra;
     TSS2_RC rc = TSS2_RC_SUCCESS;
 
     be32(cc, ccb);
@@ -360,6 +370,11 @@ static CK_RV run_authorised(struct ksp_backend *be, struct ksp_tpm_sess *s, TPM2
         goto out;
     }
     rc = Tss2_Sys_Execute(be->sys);
+    if (RC_AGAIN(rc)) {
+        rv = CKR_AGAIN; /* not run: the session is unchanged */
+        ksp_wipe(k, sizeof(k));
+        return rv;
+    }
     if (rc != TSS2_RC_SUCCESS) {
         rv = ksp_tpm_rv(be, rc, what);
         goto out;
@@ -390,6 +405,8 @@ static CK_RV run_authorised(struct ksp_backend *be, struct ksp_tpm_sess *s, TPM2
         goto out;
     }
     s->nonce_tpm = rsp.auths[0].nonce;
+    if (caller_out != NULL)
+        *caller_out = caller;
     rv = CKR_OK;
 out:
     ksp_wipe(k, sizeof(k));
@@ -526,13 +543,16 @@ static CK_RV fast_cmd(struct ksp_backend *be, struct ksp_bkey *key, TPM2_HANDLE 
         ct.size = (UINT16)in_len;
         memcpy(ct.buffer, in, in_len);
         scheme.scheme = TPM2_ALG_NULL;
-        rc = Tss2_Sys_RSA_Decrypt_Prepare(be->sys, kh, &ct, &scheme, &label);
-        if (rc != TSS2_RC_SUCCESS)
-            return ksp_tpm_rv(be, rc, "RSA_Decrypt_Prepare");
-        rv = run_authorised(be, &be->hsess, TPM2_CC_RSA_Decrypt, name, &key->auth,
-                            "TPM2_RSA_Decrypt");
+        rv = CKR_AGAIN;
+        for (int i = 0; i < MAX_AGAIN && rv == CKR_AGAIN; i++) {
+            rc = Tss2_Sys_RSA_Decrypt_Prepare(be->sys, kh, &ct, &scheme, &label);
+            if (rc != TSS2_RC_SUCCESS)
+                return ksp_tpm_rv(be, rc, "RSA_Decrypt_Prepare");
+            rv = run_authorised(be, &be->hsess, TPM2_CC_RSA_Decrypt, name, &key->auth, 0, NULL,
+                                "TPM2_RSA_Decrypt");
+        }
         if (rv != CKR_OK)
-            return rv;
+            return rv == CKR_AGAIN ? CKR_DEVICE_ERROR : rv;
         rc = Tss2_Sys_RSA_Decrypt_Complete(be->sys, &msg);
         if (rc != TSS2_RC_SUCCESS)
             return ksp_tpm_rv(be, rc, "TPM2_RSA_Decrypt");
@@ -567,12 +587,15 @@ static CK_RV fast_cmd(struct ksp_backend *be, struct ksp_bkey *key, TPM2_HANDLE 
         else
             memcpy(digest.buffer + fs - in_len, in, in_len);
     }
-    rc = Tss2_Sys_Sign_Prepare(be->sys, kh, &digest, &scheme, &ticket);
-    if (rc != TSS2_RC_SUCCESS)
-        return ksp_tpm_rv(be, rc, "Sign_Prepare");
-    rv = run_authorised(be, &be->hsess, TPM2_CC_Sign, name, &key->auth, "TPM2_Sign");
+    rv = CKR_AGAIN;
+    for (int i = 0; i < MAX_AGAIN && rv == CKR_AGAIN; i++) {
+        rc = Tss2_Sys_Sign_Prepare(be->sys, kh, &digest, &scheme, &ticket);
+        if (rc != TSS2_RC_SUCCESS)
+            return ksp_tpm_rv(be, rc, "Sign_Prepare");
+        rv = run_authorised(be, &be->hsess, TPM2_CC_Sign, name, &key->auth, 0, NULL, "TPM2_Sign");
+    }
     if (rv != CKR_OK)
-        return rv;
+        return rv == CKR_AGAIN ? CKR_DEVICE_ERROR : rv;
     rc = Tss2_Sys_Sign_Complete(be->sys, &sig);
     if (rc != TSS2_RC_SUCCESS)
         return ksp_tpm_rv(be, rc, "TPM2_Sign");
@@ -651,4 +674,106 @@ void ksp_tpm_key_forget(struct ksp_bkey *key)
     if (cached)
         ksp_tpm_hot_forget_inlock(be, key);
     ksp_tpm_unlock(be, &call);
+}
+
+/*
+ * TPM2_Unseal over our own session with response encryption (Part 1
+ * §21.3): outData comes back AES-128-CFB encrypted under
+ * KDFa(sessionKey || authValue, "CFB", nonceTPM, nonceCaller); the sealed
+ * object is loaded for this call only. CKR_FUNCTION_NOT_SUPPORTED: use ESAPI.
+ */
+CK_RV ksp_tpm_fast_unseal_inlock(struct ksp_backend *be, const TPM2B_PUBLIC *pub,
+                                 const TPM2B_PRIVATE *priv, const TPM2B_AUTH *auth,
+                                 struct ksp_buf *data_out)
+{
+    CK_RV rv = CKR_GENERAL_ERROR;
+    ESYS_TR h = ESYS_TR_NONE;
+    TPM2_HANDLE th = 0;
+    TPM2B_NAME *n = NULL;
+    TPM2B_NAME name;
+    TPM2B_SENSITIVE_DATA data;
+    TPM2B_NONCE caller;
+    uint8_t k[HLEN + sizeof(auth->buffer)], kiv[HLEN];
+    EVP_CIPHER_CTX *c = NULL;
+    EVP_CIPHER *aes = NULL;
+    int outl = 0;
+    TSS2_RC rc = TSS2_RC_SUCCESS;
+
+    memset(&data, 0, sizeof(data));
+    rv = ksp_tpm_connect_inlock(be);
+    if (rv != CKR_OK)
+        return rv;
+    if (be->sys == NULL)
+        return CKR_FUNCTION_NOT_SUPPORTED;
+    rv = ksp_tpm_load_inlock(be, pub, priv, auth, &h);
+    if (rv != CKR_OK)
+        return rv;
+    if (Esys_TR_GetName(be->esys, h, &n) != TSS2_RC_SUCCESS || n->size > sizeof(name.name) ||
+        Esys_TR_GetTpmHandle(be->esys, h, &th) != TSS2_RC_SUCCESS) {
+        rv = CKR_DEVICE_ERROR;
+        goto out;
+    }
+    name = *n;
+    if (be->hsess.handle == 0 || be->hsess.broken) {
+        ksp_tpm_sess_end_inlock(be, &be->hsess, be->hsess.handle != 0);
+        rv = sess_start(be, &be->hsess);
+        if (rv != CKR_OK)
+            goto out;
+    }
+    ksp_tpm_primary_done_inlock(be);
+    rv = CKR_AGAIN;
+    for (int i = 0; i < MAX_AGAIN && rv == CKR_AGAIN; i++) {
+        rc = Tss2_Sys_Unseal_Prepare(be->sys, th);
+        if (rc != TSS2_RC_SUCCESS) {
+            rv = ksp_tpm_rv(be, rc, "Unseal_Prepare");
+            goto out;
+        }
+        rv = run_authorised(be, &be->hsess, TPM2_CC_Unseal, &name, auth, TPMA_SESSION_ENCRYPT,
+                            &caller, "TPM2_Unseal");
+    }
+    if (rv == CKR_AGAIN)
+        rv = CKR_DEVICE_ERROR;
+    if (rv != CKR_OK)
+        goto out;
+    rc = Tss2_Sys_Unseal_Complete(be->sys, &data);
+    if (rc != TSS2_RC_SUCCESS) {
+        rv = ksp_tpm_rv(be, rc, "TPM2_Unseal");
+        goto out;
+    }
+    {
+        size_t klen = hmac_key(&be->hsess, auth, k);
+        uint8_t ctr[4], bits[4];
+        be32(1, ctr);
+        be32(256, bits);
+        /* nonceNewer = the TPM's (from this response), nonceOlder = ours. */
+        const uint8_t *parts[] = {ctr, (const uint8_t *)"CFB", be->hsess.nonce_tpm.buffer,
+                                  caller.buffer, bits};
+        size_t lens[] = {4, 4, be->hsess.nonce_tpm.size, caller.size, 4};
+        if (!hmac256(k, klen, parts, lens, 5, kiv)) {
+            rv = CKR_FUNCTION_FAILED;
+            goto out;
+        }
+    }
+    aes = EVP_CIPHER_fetch(ksp_ossl_ctx(), "AES-128-CFB", NULL);
+    c = EVP_CIPHER_CTX_new();
+    if (aes == NULL || c == NULL || EVP_DecryptInit_ex2(c, aes, kiv, kiv + 16, NULL) != 1 ||
+        EVP_DecryptUpdate(c, data.buffer, &outl, data.buffer, data.size) != 1 ||
+        outl != data.size) {
+        rv = CKR_FUNCTION_FAILED;
+        goto out;
+    }
+    rv = ksp_buf_set(data_out, data.buffer, data.size);
+out:
+    if (rv != CKR_OK && rv != CKR_FUNCTION_NOT_SUPPORTED)
+        be->hsess.broken = be->hsess.broken || rv != CKR_PIN_INCORRECT;
+    if (be->hsess.handle != 0 && (!be->keep_objects || be->hsess.broken || be->dead))
+        ksp_tpm_sess_end_inlock(be, &be->hsess, !be->dead);
+    EVP_CIPHER_CTX_free(c);
+    EVP_CIPHER_free(aes);
+    Esys_Free(n);
+    ksp_wipe(k, sizeof(k));
+    ksp_wipe(kiv, sizeof(kiv));
+    ksp_wipe(&data, sizeof(data));
+    ksp_tpm_flush_inlock(be, &h);
+    return rv;
 }

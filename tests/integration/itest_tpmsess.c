@@ -4,8 +4,9 @@
  * swtpm without a resource manager; run by tests/integration/tpm_sess.sh,
  * which puts the counting TCTI (bench/tcti_count.c) in front of swtpm, so
  * the tests see every command that crosses the TPM interface:
- *   - a key's authValue never appears in any command, and every TPM2_Sign /
- *     TPM2_RSA_Decrypt carries an HMAC session, never a password (TPM_RS_PW);
+ *   - a key's authValue never appears in any command or response, unsealed
+ *     data only encrypted, and every TPM2_Sign / TPM2_RSA_Decrypt /
+ *     TPM2_Unseal carries an HMAC session, never a password (TPM_RS_PW);
  *   - a wrong authValue is refused by the TPM (our HMAC is what it checks);
  *   - with KSP11_TPM_KEEP=1 a steady-state signature is one TPM command;
  *   - what a process left loaded (it exited without C_Finalize) is flushed
@@ -174,6 +175,21 @@ START_TEST(auth_never_in_clear)
     ck_assert_rv(OPS->private_op(kr, &raw, em, sizeof(em), sig, &len), CKR_OK);
     struct ksp_pubop p = {.kind = KSP_PUB_RSA_PKCS1};
     ck_assert_rv(ksp_pub_verify(&tr.pub, &p, di, sizeof(di), sig, len), CKR_OK);
+    /* Sealed data (a token wrapping key) comes back encrypted. */
+    uint8_t secret[32], pin_auth[32];
+    struct ksp_buf sdata = {secret, sizeof(secret)}, sauth = {pin_auth, sizeof(pin_auth)};
+    struct ksp_buf sblob = {NULL, 0}, out = {NULL, 0};
+    memset(secret, 0xC3, sizeof(secret));
+    memset(pin_auth, 0x3C, sizeof(pin_auth));
+    ck_assert_rv(OPS->seal(be, &sdata, &sauth, CK_TRUE, &sblob), CKR_OK);
+    ck_assert_rv(OPS->unseal(be, &sblob, &sauth, &out), CKR_OK);
+    ck_assert_uint_eq(out.len, sizeof(secret));
+    ck_assert_mem_eq(out.p, secret, sizeof(secret));
+    pin_auth[0] ^= 1;
+    ksp_buf_free(&out);
+    ck_assert_rv(OPS->unseal(be, &sblob, &sauth, &out), CKR_PIN_INCORRECT);
+    pin_auth[0] ^= 1;
+    ksp_buf_free(&sblob);
     OPS->key_unload(ke);
     OPS->key_unload(kr);
     OPS->close(be);
@@ -188,14 +204,18 @@ START_TEST(auth_never_in_clear)
     ck_assert_uint_gt(n, 0);
     ck_assert_msg(!contains(all, n, te.secret.p, te.secret.len), "EC authValue in clear");
     ck_assert_msg(!contains(all, n, tr.secret.p, tr.secret.len), "RSA authValue in clear");
+    ck_assert_msg(!contains(all, n, secret, sizeof(secret)), "sealed data in clear");
+    ck_assert_msg(!contains(all, n, pin_auth, sizeof(pin_auth)), "sealed object's auth in clear");
     int signs = 0, decrypts = 0;
     for (size_t off = 0; off + 4 <= n;) {
-        size_t sz = be32(all + off);
+        size_t sz = be32(all + off) & 0x7FFFFFFFu;
+        bool response = (all[off] & 0x80) != 0;
         const uint8_t *c = all + off + 4;
         ck_assert_uint_le(off + 4 + sz, n);
         ck_assert_uint_ge(sz, 10);
         uint32_t cc = be32(c + 6);
-        if (cc == 0x15D || cc == 0x159) { /* TPM2_Sign, TPM2_RSA_Decrypt: one handle */
+        if (!response && (cc == 0x15D || cc == 0x159 ||
+                          cc == 0x15E)) { /* Sign, RSA_Decrypt, Unseal: one handle */
             ck_assert_msg(c[0] == 0x80 && c[1] == 0x02, "cc 0x%x without sessions", cc);
             uint32_t sh = be32(c + 18); /* header 10, handle 4, authSize 4 */
             ck_assert_msg(sh != 0x40000009u, "cc 0x%x authorised by a password", cc);
