@@ -42,6 +42,26 @@ static CK_RV add_vendor(struct ksp_attrs *c, const struct ksp_choice *ch)
     return rv;
 }
 
+/* CKA_KSP11_TPM_PUBLIC / _NAME of a TPM key on both halves (issue 7: what a
+ * CA's tools need to check an attestation against the key). */
+static CK_RV add_tpm_public(struct ksp_attrs *pub_c, struct ksp_attrs *priv_c,
+                            const struct ksp_backend_ops *ops, const struct ksp_buf *blob)
+{
+    struct ksp_buf area = {0}, name = {0};
+    CK_RV rv = ops->key_public(blob, &area, &name);
+    if (rv == CKR_OK)
+        rv = ksp_attrs_set(pub_c, CKA_KSP11_TPM_PUBLIC, area.p, area.len);
+    if (rv == CKR_OK)
+        rv = ksp_attrs_set(pub_c, CKA_KSP11_TPM_NAME, name.p, name.len);
+    if (rv == CKR_OK)
+        rv = ksp_attrs_set(priv_c, CKA_KSP11_TPM_PUBLIC, area.p, area.len);
+    if (rv == CKR_OK)
+        rv = ksp_attrs_set(priv_c, CKA_KSP11_TPM_NAME, name.p, name.len);
+    ksp_buf_free(&area);
+    ksp_buf_free(&name);
+    return rv;
+}
+
 /* Public values of a key as attributes (both halves of a pair carry them). */
 static CK_RV add_public(struct ksp_attrs *c, const struct ksp_pubkey *pk, bool is_public)
 {
@@ -221,6 +241,8 @@ CK_RV ksp_keys_generate_inlock(struct ksp_session *s, const CK_MECHANISM *m, con
         rv = add_vendor(&pub_c, &ch);
     if (rv == CKR_OK)
         rv = add_vendor(&priv_c, &ch);
+    if (rv == CKR_OK && ch.ops->key_public)
+        rv = add_tpm_public(&pub_c, &priv_c, ch.ops, &blob);
     if (rv == CKR_OK)
         rv = default_id(&pk, id);
     if (rv != CKR_OK)

@@ -34,6 +34,7 @@ const struct ksp_backend_ops ksp_tpm_backend = {
     .unseal = ksp_tpm_unseal,
     .da_state = ksp_tpm_da_state,
     .forget = ksp_tpm_forget,
+    .key_public = ksp_tpm_key_public,
 };
 
 /* Handles in [first, first + 0x00FFFFFF] that the TPM lists. */

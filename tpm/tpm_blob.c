@@ -4,7 +4,12 @@
  * private area the TPM gave us at TPM2_Create, in TPM wire format behind a
  * small header:
  *
- *   "KTPM" | version (1) | kind (1 key, 2 sealed) | 0 0 | TPM2B_PUBLIC | TPM2B_PRIVATE
+ *   "KTPM" | version | kind (1 key, 2 sealed) | 0 0 | TPM2B_PUBLIC | TPM2B_PRIVATE
+ *   version 2 (keys since issue 7) then: TPM2B_CREATION_DATA | TPM2B_DIGEST | TPMT_TK_CREATION
+ *
+ * The creation data, hash and ticket TPM2_Create returned let
+ * TPM2_CertifyCreation prove later that the TPM made the key (tpm_attest.c).
+ * Version 1 blobs (older keys, sealed objects) are read as before.
  *
  * A blob read back is hostile input (it comes from a file): every length is
  * checked by the unmarshalling, nothing may follow the private area, and the
@@ -12,6 +17,7 @@
  * policy, the attributes and parameters our templates use), so a planted blob
  * cannot turn into, say, a key whose use needs no authValue.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -22,7 +28,11 @@
 
 #define BLOB_MAGIC   "KTPM"
 #define BLOB_VERSION 1u
+#define BLOB_V2      2u
 #define BLOB_HDR     8u
+#define BLOB_MAX                                                                                   \
+    (BLOB_HDR + sizeof(TPM2B_PUBLIC) + sizeof(TPM2B_PRIVATE) + sizeof(TPM2B_CREATION_DATA) +       \
+     sizeof(TPM2B_DIGEST) + sizeof(TPMT_TK_CREATION))
 
 size_t ksp_tpm_curve_bytes(TPMI_ECC_CURVE c)
 {
@@ -34,6 +44,45 @@ size_t ksp_tpm_curve_bytes(TPMI_ECC_CURVE c)
     default:
         return 0;
     }
+}
+
+CK_RV ksp_tpm_blob_write_key(const TPM2B_PUBLIC *pub, const TPM2B_PRIVATE *priv,
+                             const TPM2B_CREATION_DATA *cd, const TPM2B_DIGEST *ch,
+                             const TPMT_TK_CREATION *tk, struct ksp_buf *out)
+{
+    uint8_t *buf = NULL;
+    size_t off = BLOB_HDR;
+    TSS2_RC rc = TSS2_RC_SUCCESS;
+    CK_RV rv = CKR_GENERAL_ERROR;
+
+    buf = calloc(1, BLOB_MAX);
+    if (buf == NULL) {
+        return CKR_HOST_MEMORY;
+    }
+    memcpy(buf, BLOB_MAGIC, 4);
+    buf[4] = BLOB_V2;
+    buf[5] = (uint8_t)KSP_TPM_BLOB_KEY;
+    rc = Tss2_MU_TPM2B_PUBLIC_Marshal(pub, buf, BLOB_MAX, &off);
+    if (rc == TSS2_RC_SUCCESS) {
+        rc = Tss2_MU_TPM2B_PRIVATE_Marshal(priv, buf, BLOB_MAX, &off);
+    }
+    if (rc == TSS2_RC_SUCCESS) {
+        rc = Tss2_MU_TPM2B_CREATION_DATA_Marshal(cd, buf, BLOB_MAX, &off);
+    }
+    if (rc == TSS2_RC_SUCCESS) {
+        rc = Tss2_MU_TPM2B_DIGEST_Marshal(ch, buf, BLOB_MAX, &off);
+    }
+    if (rc == TSS2_RC_SUCCESS) {
+        rc = Tss2_MU_TPMT_TK_CREATION_Marshal(tk, buf, BLOB_MAX, &off);
+    }
+    if (rc != TSS2_RC_SUCCESS) {
+        ksp_err(AREA, "marshalling a blob: %s", Tss2_RC_Decode(rc));
+        rv = CKR_FUNCTION_FAILED;
+    } else {
+        rv = ksp_buf_set(out, buf, off);
+    }
+    free(buf);
+    return rv;
 }
 
 CK_RV ksp_tpm_blob_write(enum ksp_tpm_blob_kind kind, const TPM2B_PUBLIC *pub,
@@ -109,12 +158,17 @@ CK_RV ksp_tpm_blob_read(enum ksp_tpm_blob_kind kind, const struct ksp_buf *blob,
     size_t off = BLOB_HDR;
     TSS2_RC rc = TSS2_RC_SUCCESS;
 
-    if (blob == NULL || blob->p == NULL || blob->len < BLOB_HDR ||
-        blob->len > BLOB_HDR + sizeof(TPM2B_PUBLIC) + sizeof(TPM2B_PRIVATE)) {
+    TPM2B_CREATION_DATA cd;
+    TPM2B_DIGEST ch;
+    TPMT_TK_CREATION tk;
+    bool v2 = false;
+
+    if (blob == NULL || blob->p == NULL || blob->len < BLOB_HDR || blob->len > BLOB_MAX) {
         ksp_debug(AREA, "blob: bad length %zu", blob != NULL ? blob->len : 0);
         return CKR_DATA_INVALID;
     }
-    if (memcmp(blob->p, BLOB_MAGIC, 4) != 0 || blob->p[4] != BLOB_VERSION ||
+    v2 = blob->p[4] == BLOB_V2 && kind == KSP_TPM_BLOB_KEY;
+    if (memcmp(blob->p, BLOB_MAGIC, 4) != 0 || (blob->p[4] != BLOB_VERSION && !v2) ||
         blob->p[5] != (uint8_t)kind || blob->p[6] != 0 || blob->p[7] != 0) {
         ksp_debug(AREA, "blob: not a version %u blob of kind %d", BLOB_VERSION, (int)kind);
         return CKR_DATA_INVALID;
@@ -131,6 +185,19 @@ CK_RV ksp_tpm_blob_read(enum ksp_tpm_blob_kind kind, const struct ksp_buf *blob,
     if (rc == TSS2_RC_SUCCESS) {
         rc = Tss2_MU_TPM2B_PRIVATE_Unmarshal(blob->p, blob->len, &off, priv);
     }
+    if (rc == TSS2_RC_SUCCESS && v2) {
+        /* tpm2-tss refuses to unmarshal a TPM2B into one with a size set. */
+        memset(&cd, 0, sizeof(cd));
+        memset(&ch, 0, sizeof(ch));
+        memset(&tk, 0, sizeof(tk));
+        rc = Tss2_MU_TPM2B_CREATION_DATA_Unmarshal(blob->p, blob->len, &off, &cd);
+        if (rc == TSS2_RC_SUCCESS) {
+            rc = Tss2_MU_TPM2B_DIGEST_Unmarshal(blob->p, blob->len, &off, &ch);
+        }
+        if (rc == TSS2_RC_SUCCESS) {
+            rc = Tss2_MU_TPMT_TK_CREATION_Unmarshal(blob->p, blob->len, &off, &tk);
+        }
+    }
     if (rc != TSS2_RC_SUCCESS || off != blob->len || priv->size == 0) {
         ksp_debug(AREA, "blob: malformed TPM areas (%s, %zu of %zu bytes)",
                   rc != TSS2_RC_SUCCESS ? Tss2_RC_Decode(rc) : "trailing data", off, blob->len);
@@ -138,6 +205,36 @@ CK_RV ksp_tpm_blob_read(enum ksp_tpm_blob_kind kind, const struct ksp_buf *blob,
     }
     if (!public_ok(kind, &pub->publicArea)) {
         ksp_debug(AREA, "blob: public area is not one we create");
+        return CKR_DATA_INVALID;
+    }
+    return CKR_OK;
+}
+
+CK_RV ksp_tpm_blob_read_creation(const struct ksp_buf *blob, TPM2B_CREATION_DATA *cd,
+                                 TPM2B_DIGEST *ch, TPMT_TK_CREATION *tk)
+{
+    TPM2B_PUBLIC pub;
+    TPM2B_PRIVATE priv;
+    size_t off = BLOB_HDR;
+    CK_RV rv = ksp_tpm_blob_read(KSP_TPM_BLOB_KEY, blob, &pub, &priv);
+
+    if (rv != CKR_OK) {
+        return rv;
+    }
+    if (blob->p[4] != BLOB_V2) {
+        return CKR_KEY_FUNCTION_NOT_PERMITTED;
+    }
+    memset(&pub, 0, sizeof(pub));
+    memset(&priv, 0, sizeof(priv));
+    memset(cd, 0, sizeof(*cd));
+    memset(ch, 0, sizeof(*ch));
+    memset(tk, 0, sizeof(*tk));
+    /* Checked by ksp_tpm_blob_read: these cannot fail now. */
+    if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(blob->p, blob->len, &off, &pub) != TSS2_RC_SUCCESS ||
+        Tss2_MU_TPM2B_PRIVATE_Unmarshal(blob->p, blob->len, &off, &priv) != TSS2_RC_SUCCESS ||
+        Tss2_MU_TPM2B_CREATION_DATA_Unmarshal(blob->p, blob->len, &off, cd) != TSS2_RC_SUCCESS ||
+        Tss2_MU_TPM2B_DIGEST_Unmarshal(blob->p, blob->len, &off, ch) != TSS2_RC_SUCCESS ||
+        Tss2_MU_TPMT_TK_CREATION_Unmarshal(blob->p, blob->len, &off, tk) != TSS2_RC_SUCCESS) {
         return CKR_DATA_INVALID;
     }
     return CKR_OK;

@@ -154,8 +154,26 @@ void ksp_tpm_flush_inlock(struct ksp_backend *be, ESYS_TR *h);
 CK_RV ksp_tpm_create_inlock(struct ksp_backend *be, const TPM2B_SENSITIVE_CREATE *sens,
                             const TPM2B_PUBLIC *tmpl, TPM2B_PRIVATE **priv_out,
                             TPM2B_PUBLIC **pub_out);
+/* What TPM2_Create says about the creation of a key (TPM 2.0 Part 3 §12.1),
+ * kept for TPM2_CertifyCreation (tpm_attest.c); Esys_Free'd by the caller. */
+struct ksp_tpm_creation {
+    TPM2B_CREATION_DATA *data;
+    TPM2B_DIGEST *hash;
+    TPMT_TK_CREATION *ticket;
+};
+/* ksp_tpm_create_inlock that also returns the creation data (NULL: not). */
+CK_RV ksp_tpm_create_ex_inlock(struct ksp_backend *be, const TPM2B_SENSITIVE_CREATE *sens,
+                               const TPM2B_PUBLIC *tmpl, TPM2B_PRIVATE **priv_out,
+                               TPM2B_PUBLIC **pub_out, struct ksp_tpm_creation *creation);
 /* TPM algorithm of a CKM_SHA* mechanism, TPM2_ALG_ERROR if none. */
 TPMI_ALG_HASH ksp_tpm_hash_alg(CK_MECHANISM_TYPE hash);
+
+/* ---- tpm_attest.c ---- */
+/* backend.h key_public. */
+CK_RV ksp_tpm_key_public(const struct ksp_buf *blob, struct ksp_buf *public_out,
+                         struct ksp_buf *name_out);
+/* The TPM name of a public area: nameAlg || H_nameAlg(TPMT_PUBLIC). */
+CK_RV ksp_tpm_name(const TPMT_PUBLIC *p, TPM2B_NAME *name);
 
 /* ---- tpm_tabrmd.c ---- */
 /* A TCTI to tpm2-abrmd without GLib (fork-safe); conf as tpm2-abrmd's TCTI
@@ -214,6 +232,15 @@ CK_RV ksp_tpm_blob_write(enum ksp_tpm_blob_kind kind, const TPM2B_PUBLIC *pub,
  * well-formed blob of `kind` with the attributes we create. */
 CK_RV ksp_tpm_blob_read(enum ksp_tpm_blob_kind kind, const struct ksp_buf *blob, TPM2B_PUBLIC *pub,
                         TPM2B_PRIVATE *priv);
+/* A key blob with the creation data of its key (version 2). */
+CK_RV ksp_tpm_blob_write_key(const TPM2B_PUBLIC *pub, const TPM2B_PRIVATE *priv,
+                             const TPM2B_CREATION_DATA *cd, const TPM2B_DIGEST *ch,
+                             const TPMT_TK_CREATION *tk, struct ksp_buf *out);
+/* The creation data of a key blob; CKR_KEY_FUNCTION_NOT_PERMITTED for a key
+ * made before ksp11 kept it (version 1). The blob must have passed
+ * ksp_tpm_blob_read. */
+CK_RV ksp_tpm_blob_read_creation(const struct ksp_buf *blob, TPM2B_CREATION_DATA *cd,
+                                 TPM2B_DIGEST *ch, TPMT_TK_CREATION *tk);
 /* Field bytes of a supported TPM curve, 0 otherwise. */
 size_t ksp_tpm_curve_bytes(TPMI_ECC_CURVE c);
 

@@ -157,6 +157,7 @@ CK_RV ksp_tpm_keygen(struct ksp_backend *be, const struct ksp_keyspec *spec,
     TPM2B_SENSITIVE_CREATE sens;
     TPM2B_PRIVATE *priv = NULL;
     TPM2B_PUBLIC *pub = NULL;
+    struct ksp_tpm_creation creation = {NULL, NULL, NULL};
     struct ksp_buf secret = {NULL, 0};
     struct ksp_buf blob = {NULL, 0};
     struct ksp_pubkey pk;
@@ -187,7 +188,7 @@ CK_RV ksp_tpm_keygen(struct ksp_backend *be, const struct ksp_keyspec *spec,
     for (int attempt = 0;; attempt++) {
         rv = ksp_tpm_connect_inlock(be);
         if (rv == CKR_OK) {
-            rv = ksp_tpm_create_inlock(be, &sens, &tmpl, &priv, &pub);
+            rv = ksp_tpm_create_ex_inlock(be, &sens, &tmpl, &priv, &pub, &creation);
         }
         if (!ksp_tpm_again_inlock(be, rv, attempt)) {
             break;
@@ -202,7 +203,7 @@ CK_RV ksp_tpm_keygen(struct ksp_backend *be, const struct ksp_keyspec *spec,
         }
         goto out;
     }
-    rv = ksp_tpm_blob_write(KSP_TPM_BLOB_KEY, pub, priv, &blob);
+    rv = ksp_tpm_blob_write_key(pub, priv, creation.data, creation.hash, creation.ticket, &blob);
     if (rv != CKR_OK) {
         goto out;
     }
@@ -224,6 +225,9 @@ out:
     ksp_wipe(&sens, sizeof(sens));
     Esys_Free(priv);
     Esys_Free(pub);
+    Esys_Free(creation.data);
+    Esys_Free(creation.hash);
+    Esys_Free(creation.ticket);
     ksp_buf_free(&secret);
     ksp_buf_free(&blob);
     pub_clear(&pk);

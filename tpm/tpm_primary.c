@@ -317,6 +317,13 @@ CK_RV ksp_tpm_create_inlock(struct ksp_backend *be, const TPM2B_SENSITIVE_CREATE
                             const TPM2B_PUBLIC *tmpl, TPM2B_PRIVATE **priv_out,
                             TPM2B_PUBLIC **pub_out)
 {
+    return ksp_tpm_create_ex_inlock(be, sens, tmpl, priv_out, pub_out, NULL);
+}
+
+CK_RV ksp_tpm_create_ex_inlock(struct ksp_backend *be, const TPM2B_SENSITIVE_CREATE *sens,
+                               const TPM2B_PUBLIC *tmpl, TPM2B_PRIVATE **priv_out,
+                               TPM2B_PUBLIC **pub_out, struct ksp_tpm_creation *creation)
+{
     CK_RV rv = CKR_GENERAL_ERROR;
     ESYS_TR s = ESYS_TR_NONE;
     TPM2B_DATA outside;
@@ -332,7 +339,9 @@ CK_RV ksp_tpm_create_inlock(struct ksp_backend *be, const TPM2B_SENSITIVE_CREATE
     memset(&outside, 0, sizeof(outside));
     memset(&pcr, 0, sizeof(pcr));
     rc = Esys_Create(be->esys, be->primary, s, ESYS_TR_NONE, ESYS_TR_NONE, sens, tmpl, &outside,
-                     &pcr, priv_out, pub_out, NULL, NULL, NULL);
+                     &pcr, priv_out, pub_out, creation != NULL ? &creation->data : NULL,
+                     creation != NULL ? &creation->hash : NULL,
+                     creation != NULL ? &creation->ticket : NULL);
     rv = rc == TSS2_RC_SUCCESS ? CKR_OK : parent_rv(be, ksp_tpm_rv(be, rc, "TPM2_Create"));
     ksp_tpm_flush_inlock(be, &s);
     return rv;

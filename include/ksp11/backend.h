@@ -166,6 +166,11 @@ struct ksp_backend_ops {
     /* In a forked child: release memory and descriptors without sending
      * anything to the TPM (the connection belongs to the parent). */
     void (*forget)(struct ksp_backend *be);
+    /* TPM-only (NULL elsewhere): the public facts of a key blob, for
+     * CKA_KSP11_TPM_PUBLIC (the marshalled TPM2B_PUBLIC) and
+     * CKA_KSP11_TPM_NAME. No TPM I/O. */
+    CK_RV (*key_public)(const struct ksp_buf *blob, struct ksp_buf *public_out,
+                        struct ksp_buf *name_out);
 };
 
 extern const struct ksp_backend_ops ksp_tpm_backend;

@@ -26,6 +26,13 @@
 #define CKA_KSP11_TPM_IDENTITY (KSP11_VENDOR_BASE | 4UL)
 /* CK_BBOOL, template-only: refuse to fall back to software. */
 #define CKA_KSP11_REQUIRE_HARDWARE (KSP11_VENDOR_BASE | 5UL)
+/* Bytes, read-only: a TPM key's public area as the TPM marshals it
+ * (TPM2B_PUBLIC); empty for software keys and TPM keys made before 0.1. */
+#define CKA_KSP11_TPM_PUBLIC (KSP11_VENDOR_BASE | 6UL)
+/* Bytes, read-only: the key's TPM name, nameAlg (2 bytes) || nameAlg digest of
+ * the TPMT_PUBLIC inside CKA_KSP11_TPM_PUBLIC; what TPM2_Certify(Creation)
+ * certifies. Empty where CKA_KSP11_TPM_PUBLIC is. */
+#define CKA_KSP11_TPM_NAME (KSP11_VENDOR_BASE | 7UL)
 
 /* Values of CKA_KSP11_BACKEND. */
 #define KSP11_BACKEND_NONE 0UL
