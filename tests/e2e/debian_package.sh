@@ -40,8 +40,12 @@ else
     fail deb-build-leaves-repo-as-it-was "git status changed"
 fi
 
-DEB=$(ls "$DEB_DIR"/ksp11_*_amd64.deb 2>/dev/null | head -n 1)
-DEV=$(ls "$DEB_DIR"/ksp11-dev_*_amd64.deb 2>/dev/null | head -n 1)
+shopt -s nullglob
+debs=("$DEB_DIR"/ksp11_*_amd64.deb)
+devs=("$DEB_DIR"/ksp11-dev_*_amd64.deb)
+shopt -u nullglob
+DEB=${debs[0]:-}
+DEV=${devs[0]:-}
 if [ -z "$DEB" ] || [ -z "$DEV" ]; then
     fail deb-files "ksp11 and ksp11-dev .deb expected in $DEB_DIR"
     ksp_finish
@@ -143,6 +147,7 @@ purge() {
     installed=0
     dpkg_locked "$(ksp_outfile deb-purge)" dpkg -P ksp11-dev ksp11 && rm -f "$marker"
 }
+# shellcheck disable=SC2154 # rc is assigned inside the trap
 trap 'rc=$?; purge; ksp_cleanup "$rc"' EXIT
 
 installed=1

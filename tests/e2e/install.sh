@@ -119,7 +119,7 @@ EOF
 printf '#include <p11-kit/pkcs11.h>\n#include <ksp11/ksp11.h>\n' >"$TEST_DIR/after.c"
 printf 'int main(void) { return CKA_KSP11_REQUIRE_HARDWARE == 0xCB530005UL ? 0 : 1; }\n' >>"$TEST_DIR/after.c"
 for t in alone after; do
-    # shellcheck disable=SC2086 # pkg-config flags are words
+    # shellcheck disable=SC2046 # pkg-config flags are words
     check "header-compiles-$t" cc -std=c11 -Wall -Wextra -Werror -I"$D$PREFIX/include" \
         $(pkg-config --cflags p11-kit-1) -o "$TEST_DIR/$t" "$TEST_DIR/$t.c" &&
         check "header-values-$t" "$TEST_DIR/$t"
@@ -188,7 +188,7 @@ int main(int argc, char **argv)
     return tokens == 1 && empty == 1 ? 0 : 11;
 }
 EOF
-# shellcheck disable=SC2086 # pkg-config flags are words
+# shellcheck disable=SC2046 # pkg-config flags are words
 if check vendor-client-compiles cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror \
     -I"$D$PREFIX/include" $(pkg-config --cflags p11-kit-1) -o "$TEST_DIR/vendor" \
     "$TEST_DIR/vendor.c" -ldl &&
