@@ -3,13 +3,14 @@
 # every file lands where p11-kit and the man/pkg-config tools look, with its
 # mode; the installed module and tool work; the public header compiles with
 # p11-kit's pkcs11.h alone and a client built on it reaches the vendor
-# interface of the installed module; an existing config is never overwritten; the man
+# interface of the installed module; p11-kit passes the module file's
+# x-init-reserved: to the module as its config file; an existing config is never overwritten; the man
 # pages render without warnings and ksp11(1) documents every command and
 # option the tool's --help lists; uninstall removes what install put.
 set -uo pipefail
 . "$(dirname "$0")/../lib/helpers.sh"
 
-require_cmd make pkg-config groff man cc
+require_cmd make pkg-config groff man cc p11-kit setpriv
 require_module
 ksp_setup
 
@@ -195,6 +196,39 @@ if check vendor-client-compiles cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror 
     check vendor-client-token env -u KSP11_MODULE "$D$PREFIX/bin/ksp11" \
         --module "$D$P11_PATH/ksp11-pkcs11.so" init --label vendor --so-pin 12345678 --pin 1234; then
     check vendor-interface-from-public-header "$TEST_DIR/vendor" "$D$P11_PATH/ksp11-pkcs11.so"
+fi
+
+# p11-kit hands x-init-reserved: (commented out in the shipped module file) to
+# C_Initialize, and the module reads it as its config file: the token of the
+# store named only there shows up. p11-kit ignores user configuration for
+# root, so as root this runs as user nobody, on copies it can read.
+U=$TEST_DIR/xir
+mkdir -p "$U/home/.config/pkcs11/modules"
+cp "$D$P11_PATH/ksp11-pkcs11.so" "$U/ksp11-pkcs11.so"
+printf 'store = %s\n' "$U/store" >"$U/ksp11.conf"
+sed -e "s|^module:.*|module: $U/ksp11-pkcs11.so|" \
+    -e "s|^#x-init-reserved:.*|x-init-reserved: $U/ksp11.conf|" \
+    "$D$P11_CONFS/ksp11.module" >"$U/home/.config/pkcs11/modules/ksp11.module"
+check_grep module-file-offers-x-init-reserved "^x-init-reserved: $U/ksp11.conf\$" \
+    "$U/home/.config/pkcs11/modules/ksp11.module"
+AS_USER=()
+if [ "$(id -u)" -eq 0 ]; then
+    AS_USER=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+fi
+if check x-init-reserved-token env KSP11_STORE="$U/store" "$TOOL" --module "$U/ksp11-pkcs11.so" \
+    init --label xinit --so-pin 12345678 --pin 1234; then
+    if [ ${#AS_USER[@]} -gt 0 ]; then
+        chown -R nobody:nogroup "$U"
+        chmod 711 "$TEST_DIR"
+    fi
+    out=$(ksp_outfile x-init-reserved-list-modules)
+    if ! (cd "$U" && "${AS_USER[@]}" test -r "$U/ksp11-pkcs11.so"); then
+        skip x-init-reserved "user nobody cannot reach $U (TMPDIR not traversable)"
+    else
+        (cd "$U" && "${AS_USER[@]}" env -u KSP11_STORE -u KSP11_CONF -u KSP11_LOG_FILE \
+            HOME="$U/home" XDG_CONFIG_HOME="$U/home/.config" p11-kit list-modules) >"$out" 2>&1
+        check_grep x-init-reserved-config-used '^    token: xinit$' "$out"
+    fi
 fi
 
 # --- man pages ---
