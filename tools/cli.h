@@ -94,7 +94,9 @@ struct ksp_obj {
     CK_ULONG backend;
     bool has_impl;
     CK_ULONG impl;
-    char *reason; /* CKA_KSP11_FALLBACK_REASON; NULL if absent */
+    char *reason;       /* CKA_KSP11_FALLBACK_REASON; NULL if absent */
+    char *subject;      /* X.509 certificates: subject, one-line form; NULL if unparsable */
+    char not_after[32]; /* and the end of validity, "" if unknown */
 };
 
 /* A token key pair as the certificate commands use it (key.c). */

@@ -16,7 +16,7 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"status", ksp_cmd_status, "library, store and token status, and how keys are protected"},
+    {"status", ksp_cmd_status, "TPM verdict, store and tokens, and how keys are protected"},
     {"list", ksp_cmd_list, "objects on the tokens, with their backend and pkcs11: URI"},
     {"init", ksp_cmd_init, "create a token in the empty slot and set its PINs"},
     {"keygen", ksp_cmd_keygen, "generate a non-exportable RSA or EC key pair"},
@@ -48,8 +48,10 @@ static void help(FILE *f)
           "  --pin PIN          user PIN (visible to other users in ps; prefer the others)\n"
           "  --pin-source FILE  read the user PIN from the first line of FILE ('-': stdin)\n"
           "  -h, --help         help of the command\n"
+          "  --version          print the version\n"
           "Without --pin or --pin-source the PIN comes from $KSP11_PIN, else a prompt\n"
-          "when stdin is a terminal.\n"
+          "when stdin is a terminal. Long operations (key generation) show a spinner\n"
+          "with the elapsed time on stderr when it is a terminal, nothing otherwise.\n"
           "\n"
           "Exit status:\n"
           "  0  success\n"

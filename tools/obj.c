@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "x509.h"
 
 /* DER OBJECT IDENTIFIERs as found in CKA_EC_PARAMS (RFC 5480 §2.1.1.1). */
 static const struct {
@@ -165,6 +165,26 @@ static CK_RV read_key_size(struct ksp_cli *cli, CK_SESSION_HANDLE s, struct ksp_
     return rv;
 }
 
+/* Subject and end of validity of an X.509 certificate object; a value that
+ * does not parse is shown as such, not treated as an error. */
+static CK_RV read_cert(struct ksp_cli *cli, CK_SESSION_HANDLE s, struct ksp_obj *o)
+{
+    unsigned char *der = NULL;
+    size_t n = 0;
+    CK_RV rv = get_attr(cli, s, o->handle, CKA_VALUE, &der, &n);
+    if (rv != CKR_OK || !der)
+        return rv;
+    const unsigned char *p = der;
+    X509 *x = d2i_X509(NULL, &p, (long)n);
+    if (x && p == der + n) {
+        o->subject = ksp_x509_name_text(X509_get_subject_name(x));
+        ksp_x509_time_text(X509_get0_notAfter(x), o->not_after, sizeof(o->not_after));
+    }
+    X509_free(x);
+    free(der);
+    return CKR_OK;
+}
+
 CK_RV ksp_obj_read(struct ksp_cli *cli, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
                    struct ksp_obj *out)
 {
@@ -200,6 +220,10 @@ CK_RV ksp_obj_read(struct ksp_cli *cli, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
         if (rv != CKR_OK)
             goto out;
         o.reason = (char *)v;
+    } else if (o.cls == CKO_CERTIFICATE) {
+        rv = read_cert(cli, s, &o);
+        if (rv != CKR_OK)
+            goto out;
     }
     *out = o;
     memset(&o, 0, sizeof(o));
@@ -214,6 +238,7 @@ void ksp_obj_free(struct ksp_obj *o)
     free(o->label);
     free(o->id);
     free(o->reason);
+    free(o->subject);
     memset(o, 0, sizeof(*o));
 }
 
@@ -276,7 +301,7 @@ void ksp_obj_describe(const struct ksp_obj *o, char *buf, size_t n)
 {
     const char *kt = key_type_name(o);
     if (!kt)
-        snprintf(buf, n, "-");
+        snprintf(buf, n, "%s", o->cls == CKO_CERTIFICATE ? "X.509" : "-");
     else if (o->key_type == CKK_EC)
         snprintf(buf, n, "EC %s", o->curve ? o->curve : "(unknown curve)");
     else if (o->bits)
@@ -354,6 +379,10 @@ void ksp_obj_json(struct ksp_json *j, const char *token, const struct ksp_obj *o
         ksp_json_uint(j, "impl_type", o->impl);
     if (o->reason)
         ksp_json_str(j, "fallback_reason", o->reason);
+    if (o->cls == CKO_CERTIFICATE && o->subject) {
+        ksp_json_str(j, "subject", o->subject);
+        ksp_json_str(j, "not_after", o->not_after);
+    }
     if (uri)
         ksp_json_str(j, "uri", uri);
     ksp_json_obj_end(j);
@@ -387,6 +416,13 @@ void ksp_obj_text(FILE *f, const char *token, const struct ksp_obj *o)
             fputs(", fallback reason: ", f);
             ksp_text_put(f, o->reason);
         }
+        fputc('\n', f);
+    }
+    if (o->cls == CKO_CERTIFICATE) {
+        fputs("      subject: ", f);
+        ksp_text_put(f, o->subject ? o->subject : "(not a parsable X.509 certificate)");
+        if (o->subject)
+            fprintf(f, ", valid until %s", o->not_after);
         fputc('\n', f);
     }
     if (uri)

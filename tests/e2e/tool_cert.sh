@@ -96,6 +96,14 @@ json_check selfsign-cert-id-is-key-id list.json \
      sorted(o["class"] for o in d["tokens"][0]["objects"] if o["label"] == "cm") ==
          ["cert", "private", "public"]' || true
 
+json_check list-cert-subject list.json \
+    'any(o["class"] == "cert" and o["label"] == "cm" and o["subject"] == "/CN=cm-client/O=ksp11 test"
+         and o["not_after"].endswith("Z") for o in d["tokens"][0]["objects"])' || true
+ksp list --token t --pin "$PIN" >list.txt 2>&1 || true
+check_grep list-cert-text 'certificate +X\.509 +label "cm"' list.txt || true
+check_grep list-cert-subject-text 'subject: /CN=cm-client/O=ksp11 test, valid until 20[0-9-]+T' \
+    list.txt || true
+
 # --- selfsign, EC, JSON, default subject = host name, only token = default ---
 check_stdout selfsign-ec selfsign-ec.json ksp selfsign --label cm-ec --type ec --out cm-ec.pem --json --pin "$PIN" || true
 json_check selfsign-ec-json selfsign-ec.json \
