@@ -103,6 +103,28 @@ static bool kdfa(const uint8_t *key, size_t klen, const char *label, const TPM2B
 
 /* ---- the salt (Part 1 §19.6.13, Part 1 Annex C.6.1 / B.10.3) ---- */
 
+/* Key types by OID, not "EC"/"RSA": OpenSSL 3.0 maps those names to a NID and
+ * then takes a host ENGINE registered as default for that NID (curl and
+ * `openssl -engine pkcs11` register libp11's) even on our private context, and
+ * an engine context cannot do fromdata. The OIDs are aliases of the default
+ * provider's key managers with no NID mapping, so they always fetch from lc. */
+#define KEYTYPE_EC  "1.2.840.10045.2.1"
+#define KEYTYPE_RSA "1.2.840.113549.1.1.1"
+
+/* A fresh P-256 key on lc (EVP_PKEY_Q_keygen would go by the name "EC"). */
+static EVP_PKEY *ephemeral_p256(OSSL_LIB_CTX *lc)
+{
+    EVP_PKEY *k = NULL;
+    EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_name(lc, KEYTYPE_EC, NULL);
+    if (!pc || EVP_PKEY_keygen_init(pc) != 1 || EVP_PKEY_CTX_set_group_name(pc, "P-256") != 1 ||
+        EVP_PKEY_generate(pc, &k) != 1) {
+        EVP_PKEY_free(k);
+        k = NULL;
+    }
+    EVP_PKEY_CTX_free(pc);
+    return k;
+}
+
 /* ECC primary: ephemeral ECDH on P-256, salt = KDFe(Z, "SECRET", Qe.x, Qs.x). */
 static CK_RV salt_ecc(const TPMT_PUBLIC *pp, uint8_t salt[HLEN], TPM2B_ENCRYPTED_SECRET *enc)
 {
@@ -123,13 +145,13 @@ static CK_RV salt_ecc(const TPMT_PUBLIC *pp, uint8_t salt[HLEN], TPM2B_ENCRYPTED
     OSSL_PARAM p[3] = {OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, "P-256", 0),
                        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, pt, sizeof(pt)),
                        OSSL_PARAM_construct_end()};
-    pc = EVP_PKEY_CTX_new_from_name(lc, "EC", NULL);
+    pc = EVP_PKEY_CTX_new_from_name(lc, KEYTYPE_EC, NULL);
     if (!pc || EVP_PKEY_fromdata_init(pc) != 1 ||
         EVP_PKEY_fromdata(pc, &peer, EVP_PKEY_PUBLIC_KEY, p) != 1)
         goto out;
     EVP_PKEY_CTX_free(pc);
     pc = NULL;
-    eph = EVP_PKEY_Q_keygen(lc, NULL, "EC", "P-256");
+    eph = ephemeral_p256(lc);
     if (!eph ||
         EVP_PKEY_get_octet_string_param(eph, OSSL_PKEY_PARAM_PUB_KEY, mine, sizeof(mine), &mlen) !=
             1 ||
@@ -194,7 +216,7 @@ static CK_RV salt_rsa(const TPMT_PUBLIC *pp, uint8_t salt[HLEN], TPM2B_ENCRYPTED
     if (n && bn_e && b && OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_N, n) == 1 &&
         OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_E, bn_e) == 1)
         p = OSSL_PARAM_BLD_to_param(b);
-    pc = p ? EVP_PKEY_CTX_new_from_name(lc, "RSA", NULL) : NULL;
+    pc = p ? EVP_PKEY_CTX_new_from_name(lc, KEYTYPE_RSA, NULL) : NULL;
     if (!pc || EVP_PKEY_fromdata_init(pc) != 1 ||
         EVP_PKEY_fromdata(pc, &pk, EVP_PKEY_PUBLIC_KEY, p) != 1)
         goto out;
