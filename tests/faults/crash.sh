@@ -21,6 +21,8 @@ KILLS=${KSP11_CRASH_KILLS:-200}
 
 check "SIGKILL x$KILLS while creating/modifying/destroying: token consistent" \
     "$BIN" "$KILLS" 20000
+check "stale temporary files of killed writers are swept, never loaded" "$BIN" sweep
+check_grep "sweeping is logged" "removed stale temporary file" "$KSP11_LOG_FILE"
 # Atomic writes: a killed writer leaves a temporary file, never a torn object.
 n=$(grep -c "skipping" "$KSP11_LOG_FILE" || true)
 if [ "$n" -eq 0 ]; then

@@ -17,6 +17,7 @@
  * loads the module, every child does). Exit 0 when everything held.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -24,7 +25,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fl.h"
@@ -115,8 +118,9 @@ static bool obj_file(const char *name)
     return true;
 }
 
-/* Object files and temporary files in the (only) token directory. */
-static void count_files(size_t *objs, size_t *tmps)
+/* Object files and temporary files in the (only) token directory; with
+ * age > 0, temporary files are made that many seconds old first. */
+static void scan_files(size_t *objs, size_t *tmps, int age)
 {
     const char *root = getenv("KSP11_STORE");
     char path[PATH_MAX];
@@ -135,8 +139,17 @@ static void count_files(size_t *objs, size_t *tmps)
         while ((fe = readdir(td))) {
             if (obj_file(fe->d_name))
                 (*objs)++;
-            else if (!strncmp(fe->d_name, ".tmp.", 5))
+            else if (!strncmp(fe->d_name, ".tmp.", 5)) {
                 (*tmps)++;
+                if (age > 0) {
+                    struct timespec t[2];
+                    clock_gettime(CLOCK_REALTIME, &t[0]);
+                    t[0].tv_sec -= age;
+                    t[1] = t[0];
+                    if (utimensat(dirfd(td), fe->d_name, t, AT_SYMLINK_NOFOLLOW) != 0)
+                        fl_die("utimensat %s: %s", fe->d_name, strerror(errno));
+                }
+            }
         }
         closedir(td);
     }
@@ -187,7 +200,7 @@ static void verify(void)
         free(id);
         id = NULL;
     }
-    count_files(&files, &tmps);
+    scan_files(&files, &tmps, 0);
     if (files != n)
         fl_fail("the API lists %lu objects, the token directory holds %zu object files",
                 (unsigned long)n, files);
@@ -218,11 +231,32 @@ static void setup(void)
     exit(0);
 }
 
+/* Temporary files killed writers left behind are removed once stale
+ * (older than a minute: store.c) by the next reader, and never loaded. */
+static int sweep(void)
+{
+    size_t objs, tmps, objs2, tmps2;
+    scan_files(&objs, &tmps, 120);
+    if (tmps == 0)
+        fl_fail("no temporary files were left by the killed writers");
+    int rc = run_child(verify);
+    if (rc != 0)
+        fl_fail("verify failed (%d)", rc);
+    scan_files(&objs2, &tmps2, 0);
+    if (tmps2 != 0 || objs2 != objs)
+        fl_fail("%zu stale temporary files of %zu still there, %zu object files (was %zu)", tmps2,
+                tmps, objs2, objs);
+    printf("%zu stale temporary files swept, %zu object files untouched\n", tmps, objs);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     fl_set_prog(argv[0]);
+    if (argc == 2 && !strcmp(argv[1], "sweep"))
+        return sweep();
     if (argc < 3)
-        fl_die("usage: fault_kill KILLS MAX_DELAY_US");
+        fl_die("usage: fault_kill KILLS MAX_DELAY_US | fault_kill sweep");
     int kills = atoi(argv[1]);
     long maxus = atol(argv[2]);
     int every = kills / 10 > 0 ? kills / 10 : 1;

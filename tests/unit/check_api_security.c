@@ -466,9 +466,14 @@ END_TEST
 
 /* ---- PIN guessing by concurrent processes (software tokens) ---- */
 
+struct gate {
+    int go;    /* read end: one byte releases one guesser */
+    int ready; /* write end: one byte when a guesser is set up */
+};
+
 static int guesser(void *arg)
 {
-    int fd = *(int *)arg;
+    struct gate *g = arg;
     char go;
     int incorrect = 0;
     /* A fresh process: the parent finalised the module before forking. */
@@ -477,7 +482,7 @@ static int guesser(void *arg)
     CK_SESSION_HANDLE s;
     if (P11->C_OpenSession(ksp_t.slot, CKF_SERIAL_SESSION, NULL, NULL, &s) != CKR_OK)
         return 101;
-    if (read(fd, &go, 1) != 1)
+    if (write(g->ready, "r", 1) != 1 || read(g->go, &go, 1) != 1)
         return 102;
     for (int i = 0; i < 4; i++) {
         CK_RV rv = P11->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) "0000", 4);
@@ -492,29 +497,39 @@ static int guesser(void *arg)
 
 START_TEST(test_pin_guessing_concurrent)
 {
-    int pfd[2];
+    int go[2], ready[2];
     pid_t kids[5];
     int total = 0;
+    char buf[5];
     if (ksp_test_tpm()) {
         fprintf(stderr, "# TPM token: the TPM counts failures (tests/integration/p11_tpm.sh)\n");
         return;
     }
     ksp_test_ready("sec");
     ksp_test_finalize();
-    ck_assert(pipe(pfd) == 0);
+    ck_assert(pipe(go) == 0 && pipe(ready) == 0);
     for (int i = 0; i < 5; i++) {
         fflush(NULL);
         kids[i] = fork();
         ck_assert(kids[i] >= 0);
         if (kids[i] == 0) {
-            close(pfd[1]);
-            _exit(guesser(&pfd[0]));
+            struct gate g = {go[0], ready[1]};
+            close(go[1]);
+            close(ready[0]);
+            _exit(guesser(&g));
         }
     }
-    close(pfd[0]);
-    sleep(1); /* let every child get ready; they then start together */
-    ck_assert(write(pfd[1], "gggggggggg", 5) == 5);
-    close(pfd[1]);
+    close(go[0]);
+    close(ready[1]);
+    /* All five set up, then all released at once. */
+    for (size_t got = 0; got < sizeof(buf);) {
+        ssize_t r = read(ready[0], buf + got, sizeof(buf) - got);
+        ck_assert_msg(r > 0, "a guesser died during setup");
+        got += (size_t)r;
+    }
+    ck_assert(write(go[1], "ggggg", 5) == 5);
+    close(go[1]);
+    close(ready[0]);
     for (int i = 0; i < 5; i++) {
         int st;
         ck_assert(waitpid(kids[i], &st, 0) == kids[i]);
