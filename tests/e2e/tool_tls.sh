@@ -58,7 +58,6 @@ check soft-selfsign-ec selfsign_json soft soft-ec --type ec || true
 json_check soft-rsa-is-software soft-rsa.json 'd["objects"][0]["backend_name"] == "software"' || true
 
 # --- TPM token ---
-TOKENS="soft"
 LABELS="soft-rsa soft-ec"
 if ! command -v swtpm >/dev/null 2>&1; then
     skip tpm-selfsign "swtpm not installed: the TPM half is not run"
@@ -94,7 +93,6 @@ PY
     check_grep tpm-rsa-check-cert-tpm "PASS  private-key +private key 'tpm-rsa' .*TPM\\)" \
         "$(ksp_outfile tpm-rsa-check-cert)" || true
     check tpm-rsa-verifies openssl verify -CAfile tpm-rsa.pem -purpose sslclient tpm-rsa.pem || true
-    TOKENS="soft tpm"
     LABELS="$LABELS tpm-rsa tpm-ec"
 fi
 
