@@ -3,8 +3,10 @@
 # `ksp11 selfsign`: a key pair and a self-signed client certificate on a
 # software token and on a TPM token (swtpm), then curl (libp11 engine, pkcs11:
 # URIs as selfsign printed them) authenticates to `openssl s_server -Verify 1
-# -verify_return_error` that trusts exactly those certificates; a client
-# without the key is refused. check-cert passes on the TPM certificate.
+# -verify_return_error` that trusts exactly those certificates, also from a
+# PIN-less TPM token (the machine's certificate: no PIN anywhere); a client
+# without the key is refused. check-cert passes on the TPM certificate, and a
+# CSR signed in the TPM verifies.
 # Progress: nothing on stderr when it is not a terminal; on a terminal
 # (script -qc) the RSA key generation in the TPM shows "... done".
 set -euo pipefail
@@ -93,7 +95,16 @@ PY
     check_grep tpm-rsa-check-cert-tpm "PASS  private-key +private key 'tpm-rsa' .*TPM\\)" \
         "$(ksp_outfile tpm-rsa-check-cert)" || true
     check tpm-rsa-verifies openssl verify -CAfile tpm-rsa.pem -purpose sslclient tpm-rsa.pem || true
-    LABELS="$LABELS tpm-rsa tpm-ec"
+    # A PKCS#10 request signed in the TPM verifies.
+    check tpm-csr ksp csr --token tpm --key tpm-rsa --san DNS:client.example --eku clientAuth \
+        --out tpm-rsa.csr --pin "$PIN" || true
+    check tpm-csr-verifies openssl req -in tpm-rsa.csr -noout -verify || true
+    # The machine's own certificate: a PIN-less token, no PIN anywhere.
+    check machine-init ksp init --label machine --so-pin 12345678 --no-pin || true
+    check_stdout machine-selfsign machine.json ksp selfsign --token machine --label machine \
+        --subject /CN=ksp11-machine --days 2 --out machine.pem --json || true
+    json_check machine-is-tpm machine.json 'd["objects"][0]["backend_name"] == "TPM"' || true
+    LABELS="$LABELS tpm-rsa tpm-ec machine"
 fi
 
 # --- the server trusts exactly the self-signed client certificates ---
@@ -114,7 +125,8 @@ fi
 for l in $LABELS; do
     [ -s "$l.json" ] || continue
     cert_uri=$(uri_of "$l" cert 2>/dev/null) || true
-    key_uri="$(uri_of "$l" key 2>/dev/null);pin-value=$PIN" || true
+    key_uri="$(uri_of "$l" key 2>/dev/null)" || true
+    [ "$l" = machine ] || key_uri="$key_uri;pin-value=$PIN"
     for v in 1.3 1.2; do
         page=page-$l-$v.html
         check "curl-$l-tls$v" eng curl -sS --max-time 60 --cacert server.pem \
