@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "abandon.h"
 #include "core.h"
 #include "log.h"
 #include "ossl_ctx.h"
@@ -49,6 +50,19 @@ static void unlock(void)
         pthread_mutex_unlock(&os_lock);
 }
 
+/* Bounded: a process forks a few times at most; beyond this, pointers are
+ * dropped (and leak checkers would say so). volatile: stores to a table that
+ * is never read must not be optimised away. */
+#define ABANDON_MAX 1024
+static const void *volatile abandoned[ABANDON_MAX];
+static size_t n_abandoned;
+
+void ksp_abandon(const void *p)
+{
+    if (p && n_abandoned < ABANDON_MAX)
+        abandoned[n_abandoned++] = p;
+}
+
 /*
  * Free every piece of state. `inherited` means we are in a forked child:
  * nothing may be sent to a backend connection owned by the parent, so
@@ -67,20 +81,26 @@ static void discard_state(bool inherited)
     while (ksp_lib.session_objects) {
         struct ksp_object *o = ksp_lib.session_objects;
         ksp_lib.session_objects = o->next;
-        if (inherited)
+        if (inherited) {
+            ksp_abandon(o->bkey);
             o->bkey = NULL;
+        }
         ksp_object_free(o);
     }
     while (ksp_lib.tokens) {
         struct ksp_token *t = ksp_lib.tokens;
         ksp_lib.tokens = t->next;
         if (inherited)
-            for (struct ksp_object *o = t->objects; o; o = o->next)
+            for (struct ksp_object *o = t->objects; o; o = o->next) {
+                ksp_abandon(o->bkey);
                 o->bkey = NULL;
+            }
         ksp_token_free(t);
     }
     if (ksp_lib.soft && !inherited)
         ksp_soft_backend.close(ksp_lib.soft);
+    else
+        ksp_abandon(ksp_lib.soft);
     ksp_lib.soft = NULL;
     /* The TPM connection of a parent must not be used by its child. */
     if (ksp_lib.tpm) {

@@ -13,6 +13,7 @@
 #include <openssl/provider.h>
 #include <openssl/rand.h>
 
+#include "abandon.h"
 #include "log.h"
 #include "ossl_ctx.h"
 
@@ -83,6 +84,8 @@ void ksp_ossl_ctx_forget(void)
      */
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
 
+    ksp_abandon(atomic_load_explicit(&ctx_ptr, memory_order_relaxed));
+    ksp_abandon(ctx_default);
     ctx_lock = fresh;
     ctx_default = NULL;
     atomic_store_explicit(&ctx_ptr, NULL, memory_order_release);
