@@ -400,10 +400,9 @@ CK_RV ksp_api_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_ATTRIB
 CK_RV ksp_api_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE wk,
                       CK_OBJECT_HANDLE k, CK_BYTE_PTR out, CK_ULONG_PTR out_len)
 {
-    (void)wk;
     (void)out;
     struct ksp_session *s = NULL;
-    struct ksp_object *o = NULL;
+    struct ksp_object *o = NULL, *w = NULL;
     CK_RV rv = ksp_enter_session(h, &s);
     if (rv != CKR_OK)
         return ksp_trace("C_WrapKey", rv);
@@ -416,6 +415,8 @@ CK_RV ksp_api_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE 
         /* §5.15 C_WrapKey: a key with CKA_EXTRACTABLE FALSE cannot be wrapped;
          * every ksp11 private key is such a key (DESIGN.md §3). */
         rv = CKR_KEY_UNEXTRACTABLE;
+    } else if (ksp_object_get_inlock(s, wk, &w) != CKR_OK) {
+        rv = CKR_WRAPPING_KEY_HANDLE_INVALID;
     } else {
         rv = CKR_MECHANISM_INVALID; /* no wrapping mechanism is offered */
     }
@@ -427,16 +428,17 @@ CK_RV ksp_api_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDL
                         CK_BYTE_PTR in, CK_ULONG in_len, CK_ATTRIBUTE_PTR t, CK_ULONG n,
                         CK_OBJECT_HANDLE_PTR out)
 {
-    (void)uk;
-    (void)in;
-    (void)in_len;
-    (void)t;
-    (void)n;
     struct ksp_session *s = NULL;
+    struct ksp_object *u = NULL;
     CK_RV rv = ksp_enter_session(h, &s);
     if (rv != CKR_OK)
         return ksp_trace("C_UnwrapKey", rv);
-    rv = (!m || !out) ? CKR_ARGUMENTS_BAD : CKR_MECHANISM_INVALID;
+    if (!m || !out || (!in && in_len) || (!t && n))
+        rv = CKR_ARGUMENTS_BAD;
+    else if (ksp_object_get_inlock(s, uk, &u) != CKR_OK)
+        rv = CKR_UNWRAPPING_KEY_HANDLE_INVALID;
+    else
+        rv = CKR_MECHANISM_INVALID; /* no unwrapping mechanism is offered */
     ksp_leave();
     return ksp_trace("C_UnwrapKey", rv);
 }
