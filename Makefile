@@ -136,4 +136,7 @@ include tests/faults/faults.mk
 include bench/bench.mk
 .PHONY: bench-build
 
+# Sanitizer / valgrind runs and libFuzzer harnesses (make check-asan, check-valgrind, fuzz).
+include tests/hardening/hardening.mk tests/fuzz/fuzz.mk
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
