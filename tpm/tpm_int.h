@@ -44,7 +44,7 @@ struct ksp_tpm_sess {
 #define KSP_TPM_HOT_KEYS  2
 #define KSP_TPM_XLOCK_MAX (KSP_TPM_HOT_KEYS + 2) /* keys, session, primary */
 struct ksp_tpm_hot {
-    const struct ksp_bkey *key; /* NULL: free */
+    struct ksp_bkey *key; /* NULL: free */
     ESYS_TR h;
     TPM2B_NAME name;
     uint64_t used;
@@ -97,6 +97,7 @@ struct ksp_bkey {
     CK_KEY_TYPE key_type; /* CKK_RSA or CKK_EC */
     enum ksp_curve curve; /* EC */
     size_t k;             /* RSA modulus bytes, or EC field bytes */
+    bool hot;             /* kept loaded in be->hot (tpm_sess.c) */
 };
 
 /* SIGPIPE raised by a TCTI writing to a dead socket must not kill the host:
