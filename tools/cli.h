@@ -95,6 +95,7 @@ struct ksp_obj {
     bool has_impl;
     CK_ULONG impl;
     char *reason;       /* CKA_KSP11_FALLBACK_REASON; NULL if absent */
+    char *tpm_identity; /* CKA_KSP11_TPM_IDENTITY; NULL or "" if none */
     char *subject;      /* X.509 certificates: subject, one-line form; NULL if unparsable */
     char not_after[32]; /* and the end of validity, "" if unknown */
 };

@@ -21,7 +21,8 @@ struct token_status {
     bool has_protection; /* from the vendor interface */
     CK_ULONG protection; /* KSP11_PROTECT_* */
     bool counted;
-    bool all_objects; /* false: not logged in, private objects not counted */
+    size_t keys_tpm, keys_soft; /* key pairs, counted by their public halves */
+    bool all_objects;           /* false: not logged in, private objects not counted */
     size_t objects;
 };
 
@@ -199,6 +200,20 @@ static int count_objects(struct ksp_cli *cli, const struct ksp_slot *slot, struc
         if (rv != CKR_OK)
             rc = ksp_cli_fail("cannot search the token's objects", rv);
     }
+    for (size_t i = 0; rc == KSP_EXIT_OK && i < n; i++) {
+        /* Public halves are visible without login and say where the pair lives. */
+        CK_ULONG cls = 0, be = 0;
+        bool has_cls = false, has_be = false;
+        if (ksp_obj_ulong(cli, s, objs[i], CKA_CLASS, &has_cls, &cls) != CKR_OK || !has_cls ||
+            cls != CKO_PUBLIC_KEY)
+            continue;
+        if (ksp_obj_ulong(cli, s, objs[i], CKA_KSP11_BACKEND, &has_be, &be) != CKR_OK || !has_be)
+            continue;
+        if (be == KSP11_BACKEND_TPM)
+            st->keys_tpm++;
+        else if (be == KSP11_BACKEND_SOFT)
+            st->keys_soft++;
+    }
     if (rc == KSP_EXIT_OK) {
         st->counted = true;
         st->all_objects = in;
@@ -260,6 +275,8 @@ static void slot_json(struct ksp_json *j, const struct ksp_slot *s, const struct
                  CKF_USER_PIN_LOCKED);
         pin_json(j, "so_pin", fl, CKF_SO_PIN_COUNT_LOW, CKF_SO_PIN_FINAL_TRY, CKF_SO_PIN_LOCKED);
         if (st->counted) {
+            ksp_json_uint(j, "key_pairs_tpm", st->keys_tpm);
+            ksp_json_uint(j, "key_pairs_software", st->keys_soft);
             ksp_json_uint(j, "objects", st->objects);
             ksp_json_str(j, "objects_counted", st->all_objects ? "all" : "public");
         }
@@ -317,6 +334,7 @@ static void slot_text(FILE *f, const struct ksp_slot *s, const struct token_stat
         else
             fprintf(f, "  objects:     %zu public (give a PIN to count private objects too)\n",
                     st->objects);
+        fprintf(f, "  key pairs:   %zu in the TPM, %zu in software\n", st->keys_tpm, st->keys_soft);
     }
     fprintf(f, "  protection:  %s\n", protection(&s->info, st));
 }

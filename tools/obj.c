@@ -220,6 +220,10 @@ CK_RV ksp_obj_read(struct ksp_cli *cli, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
         if (rv != CKR_OK)
             goto out;
         o.reason = (char *)v;
+        rv = get_attr(cli, s, h, CKA_KSP11_TPM_IDENTITY, &v, &n);
+        if (rv != CKR_OK)
+            goto out;
+        o.tpm_identity = (char *)v;
     } else if (o.cls == CKO_CERTIFICATE) {
         rv = read_cert(cli, s, &o);
         if (rv != CKR_OK)
@@ -239,6 +243,7 @@ void ksp_obj_free(struct ksp_obj *o)
     free(o->id);
     free(o->reason);
     free(o->subject);
+    free(o->tpm_identity);
     memset(o, 0, sizeof(*o));
 }
 
@@ -379,6 +384,8 @@ void ksp_obj_json(struct ksp_json *j, const char *token, const struct ksp_obj *o
         ksp_json_uint(j, "impl_type", o->impl);
     if (o->reason)
         ksp_json_str(j, "fallback_reason", o->reason);
+    if (o->tpm_identity && o->tpm_identity[0])
+        ksp_json_str(j, "tpm_identity", o->tpm_identity);
     if (o->cls == CKO_CERTIFICATE && o->subject) {
         ksp_json_str(j, "subject", o->subject);
         ksp_json_str(j, "not_after", o->not_after);
@@ -417,6 +424,11 @@ void ksp_obj_text(FILE *f, const char *token, const struct ksp_obj *o)
             ksp_text_put(f, o->reason);
         }
         fputc('\n', f);
+        if (o->tpm_identity && o->tpm_identity[0]) {
+            fputs("      TPM: ", f);
+            ksp_text_put(f, o->tpm_identity);
+            fputc('\n', f);
+        }
     }
     if (o->cls == CKO_CERTIFICATE) {
         fputs("      subject: ", f);

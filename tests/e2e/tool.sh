@@ -97,6 +97,7 @@ check_grep status-pin-token 'PIN-protected: wrapping key under PIN-derived key \
     status.txt || true
 check_grep status-pinless-token 'PIN-less: wrapping key protected by file permissions only' \
     status.txt || true
+check_grep status-key-pairs 'key pairs: +0 in the TPM, 3 in software' status.txt || true
 check_grep status-login-required 'flags: +token initialized, login required' status.txt || true
 check_grep status-empty-slot 'empty \(create a token here' status.txt || true
 ksp status --json --pin "$PIN" >status.json 2>&1 || fail status-json "exit $?"

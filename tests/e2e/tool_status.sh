@@ -5,7 +5,8 @@
 # (unreachable), swtpm TPM 2.0 (accepted; identity IBM / "SW   TPM", virtual),
 # a deny-list rule for all keys and one for RSA key generation only,
 # allow_software_tpm = no, and swtpm as a TPM 1.2 (refused). Tokens made with
-# the TPM have their wrapping key sealed in it. Text and --json.
+# the TPM have their wrapping key sealed in it; key pairs are counted per
+# backend, and list shows a TPM key's TPM identity. Text and --json.
 set -euo pipefail
 # shellcheck source=tests/lib/helpers.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/helpers.sh"
@@ -34,6 +35,8 @@ status_text() {
 }
 
 check init-soft ksp init --label soft --so-pin 12345678 --pin 1234 || exit 1
+# Made before any TPM exists: this key pair stays in software.
+check keygen-soft ksp keygen --token soft --label k --ec P-256 --pin 1234 || true
 status_text absent
 check_grep absent-text 'TPM: +not used: new keys are created in software \(fallback reason tpm-absent\)' \
     absent.txt || true
@@ -56,7 +59,12 @@ if ! start_swtpm2 "$TEST_DIR/swtpm2"; then
 fi
 check init-tpm ksp init --label tpm --so-pin 12345678 --pin 1234 || true
 check init-tpm-pinless ksp init --label tpm-nopin --so-pin 12345678 --no-pin || true
+check keygen-tpm ksp keygen --token tpm --label k --ec P-256 --pin 1234 || true
+ksp list --token tpm --pin 1234 >list-tpm.txt 2>&1 || true
+check_grep list-tpm-identity 'TPM: manufacturer=IBM vendor=SW +TPM firmware=' list-tpm.txt || true
 status_text accepted
+check_grep accepted-key-pairs-tpm 'key pairs: +1 in the TPM, 0 in software' accepted.txt || true
+check_grep accepted-key-pairs-soft 'key pairs: +0 in the TPM, 1 in software' accepted.txt || true
 check_grep accepted-text 'TPM: +accepted: new keys are created in the TPM$' accepted.txt || true
 check_grep accepted-identity 'identity: +manufacturer IBM, vendor "SW   TPM", firmware [0-9]+\.[0-9]+, spec [0-9]\.[0-9]{2}, virtual' \
     accepted.txt || true
