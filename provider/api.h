@@ -124,6 +124,8 @@ CK_RV ksp_api_CancelFunction(CK_SESSION_HANDLE h);
 /* The vendor interface "Vendor ksp11" (api_vendor.c). */
 struct CK_KSP11_TPM_STATUS;
 CK_RV ksp_api_KSP11_GetTpmStatus(struct CK_KSP11_TPM_STATUS *out);
+CK_RV ksp_api_KSP11_AttestKey(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE key, const CK_BYTE *nonce,
+                              CK_ULONG nonce_len, CK_BYTE *bundle, CK_ULONG *bundle_len);
 CK_RV ksp_api_KSP11_GetTokenProtection(CK_SLOT_ID slot, CK_ULONG *protection);
 
 #endif

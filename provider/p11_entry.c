@@ -80,9 +80,10 @@ static CK_FUNCTION_LIST_3_0 list_3_0 = {
 /* The vendor interface (include/ksp11/ksp11.h); like every function list it
  * starts with its CK_VERSION, which get_interface reads. */
 static CK_KSP11_FUNCTION_LIST list_vendor = {
-    {1, 0},
+    {1, 1},
     ksp_api_KSP11_GetTpmStatus,
     ksp_api_KSP11_GetTokenProtection,
+    ksp_api_KSP11_AttestKey,
 };
 
 static CK_INTERFACE interfaces[3] = {

@@ -35,6 +35,7 @@ const struct ksp_backend_ops ksp_tpm_backend = {
     .da_state = ksp_tpm_da_state,
     .forget = ksp_tpm_forget,
     .key_public = ksp_tpm_key_public,
+    .attest = ksp_tpm_attest,
 };
 
 /* Handles in [first, first + 0x00FFFFFF] that the TPM lists. */

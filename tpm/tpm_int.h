@@ -173,6 +173,9 @@ TPMI_ALG_HASH ksp_tpm_hash_alg(CK_MECHANISM_TYPE hash);
 /* backend.h key_public. */
 CK_RV ksp_tpm_key_public(const struct ksp_buf *blob, struct ksp_buf *public_out,
                          struct ksp_buf *name_out);
+/* backend.h attest. */
+CK_RV ksp_tpm_attest(struct ksp_backend *be, const struct ksp_buf *blob, const uint8_t *nonce,
+                     size_t nonce_len, struct ksp_buf *out);
 /* The TPM name of a public area: nameAlg || H_nameAlg(TPMT_PUBLIC). */
 CK_RV ksp_tpm_name(const TPMT_PUBLIC *p, TPM2B_NAME *name);
 

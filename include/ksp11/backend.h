@@ -171,6 +171,11 @@ struct ksp_backend_ops {
      * CKA_KSP11_TPM_NAME. No TPM I/O. */
     CK_RV (*key_public)(const struct ksp_buf *blob, struct ksp_buf *public_out,
                         struct ksp_buf *name_out);
+    /* TPM-only (NULL elsewhere): an attestation bundle for a key blob, with
+     * `nonce` as qualifying data (packaging/attestation.md).
+     * CKR_KEY_FUNCTION_NOT_PERMITTED for a key without creation data. */
+    CK_RV (*attest)(struct ksp_backend *be, const struct ksp_buf *blob, const uint8_t *nonce,
+                    size_t nonce_len, struct ksp_buf *bundle_out);
 };
 
 extern const struct ksp_backend_ops ksp_tpm_backend;

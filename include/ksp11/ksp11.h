@@ -90,6 +90,15 @@ typedef struct CK_KSP11_FUNCTION_LIST {
     CK_VERSION version; /* 1.0 */
     CK_RV (*C_KSP11_GetTpmStatus)(CK_KSP11_TPM_STATUS *status);
     CK_RV (*C_KSP11_GetTokenProtection)(CK_SLOT_ID slot, CK_ULONG *protection);
+    /* Version 1.1: an attestation bundle (packaging/attestation.md) for a TPM
+     * private key: TPM2_CertifyCreation by an attestation key of the
+     * endorsement hierarchy with `nonce` (at most 64 bytes) as qualifying
+     * data, the AK and EK public areas, the EK certificate from NV if any.
+     * Buffer convention of PKCS#11 §5.2 (a NULL bundle gives an upper bound).
+     * CKR_KEY_FUNCTION_NOT_PERMITTED for software keys. */
+    CK_RV (*C_KSP11_AttestKey)(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE key,
+                               const CK_BYTE *nonce, CK_ULONG nonce_len, CK_BYTE *bundle,
+                               CK_ULONG *bundle_len);
 } CK_KSP11_FUNCTION_LIST;
 
 #endif
