@@ -192,7 +192,8 @@ START_TEST(test_interface_list)
     /* The vendor interface comes last (include/ksp11/ksp11.h). */
     ck_assert_str_eq(iface_name(&ifs[2]), "Vendor ksp11");
     v = iface_version(&ifs[2]);
-    ck_assert_msg(v.major == 1 && v.minor == 0, "vendor interface %u.%u, expected 1.0", v.major,
+    /* 1.1 added C_KSP11_AttestKey. */
+    ck_assert_msg(v.major == 1 && v.minor == 1, "vendor interface %u.%u, expected 1.1", v.major,
                   v.minor);
     for (int i = 0; i < 2; i++) {
         ck_assert_ptr_nonnull(ifs[i].pInterfaceName);
