@@ -15,6 +15,10 @@ struct command {
     const char *summary;
 };
 
+/* Attestation (issue 7): cmd_attest.c, cmd_verify_attestation.c. */
+int ksp_cmd_attest(struct ksp_cli *cli, int argc, char **argv);
+int ksp_cmd_verify_attestation(struct ksp_cli *cli, int argc, char **argv);
+
 static const struct command commands[] = {
     {"status", ksp_cmd_status, "TPM verdict, store and tokens, and how keys are protected"},
     {"list", ksp_cmd_list, "objects on the tokens, with their backend and pkcs11: URI"},
@@ -25,6 +29,8 @@ static const struct command commands[] = {
     {"csr", ksp_cmd_csr, "PKCS#10 certificate request signed by a token key"},
     {"import-cert", ksp_cmd_import_cert, "store a certificate next to its key on the token"},
     {"check-cert", ksp_cmd_check_cert, "check a certificate against the PKI rules of a role"},
+    {"attest", ksp_cmd_attest, "attestation bundle: proof that a key was born in the TPM"},
+    {"verify-attestation", ksp_cmd_verify_attestation, "check an attestation bundle (no TPM needed)"},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
