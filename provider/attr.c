@@ -161,7 +161,10 @@ bool ksp_attrs_match(const struct ksp_attrs *a, const CK_ATTRIBUTE *tmpl, CK_ULO
         const CK_ATTRIBUTE *at = ksp_attrs_find(a, tmpl[i].type);
         if (!at || at->ulValueLen != tmpl[i].ulValueLen)
             return false;
-        if (at->ulValueLen && memcmp(at->pValue, tmpl[i].pValue, at->ulValueLen) != 0)
+        /* A search template may carry a length without a value (pValue NULL):
+         * it matches nothing, and memcmp must never see NULL (UBSan, fuzz/attrs). */
+        if (at->ulValueLen && (!tmpl[i].pValue || !at->pValue ||
+                               memcmp(at->pValue, tmpl[i].pValue, at->ulValueLen) != 0))
             return false;
     }
     return true;

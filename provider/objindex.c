@@ -91,7 +91,10 @@ CK_RV ksp_objindex_lookup_inlock(struct ksp_token *t, const CK_ATTRIBUTE *label,
             return rv;
     }
     const struct ksp_objindex *ix = t->lindex;
-    uint64_t h = label->ulValueLen ? fnv1a(label->pValue, label->ulValueLen) : fnv1a("", 0);
+    /* A template label with a length but no value (pValue NULL) must not be
+     * read (fuzz/attrs); it then matches nothing (ksp_attrs_match). */
+    uint64_t h =
+        label->ulValueLen && label->pValue ? fnv1a(label->pValue, label->ulValueLen) : fnv1a("", 0);
     size_t lo = 0, hi = ix->n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
