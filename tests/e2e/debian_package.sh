@@ -59,8 +59,9 @@ dpkg-deb -c "$DEV" >>"$contents"
 for f in "$P11_PATH/ksp11-pkcs11.so" "$P11_CONFS/ksp11.module" /usr/bin/ksp11 \
     /etc/ksp11/ksp11.conf /usr/share/ksp11/tpm-denylist.conf /usr/share/man/man1/ksp11.1.gz \
     /usr/share/man/man5/ksp11.conf.5.gz /usr/share/man/man8/ksp11-pkcs11.8.gz \
-    /usr/include/ksp11/ksp11.h /usr/lib/x86_64-linux-gnu/pkgconfig/ksp11.pc; do
-    check_grep "deb-has:$f" " \.$f\$" "$contents"
+    /usr/include/ksp11/ksp11.h /usr/lib/x86_64-linux-gnu/pkgconfig/ksp11.pc \
+    /usr/share/doc/ksp11/attestation.md; do
+    check_grep "deb-has:$f" " \.$f(\.gz)?\$" "$contents"
 done
 conffiles=$(dpkg-deb -I "$DEB" conffiles 2>/dev/null)
 if [ "$conffiles" = "/etc/ksp11/ksp11.conf" ]; then
