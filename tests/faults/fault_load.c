@@ -656,6 +656,8 @@ static int do_fork(int forks)
             bad++;
         }
     }
+    EVP_PKEY_free(k.soft_pub); /* LeakSanitizer (make check-asan) checks exits too */
+    EVP_PKEY_free(k.hw_pub);
     if (bad)
         fl_fail("%d failures", bad);
     printf("%d forks while 2 threads signed (%ld + %ld verified signatures): every child "
