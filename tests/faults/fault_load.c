@@ -23,9 +23,11 @@
  *                               keys and exits; no child hangs (60 s alarm)
  *
  * Strict: the only errors tolerated are CKR_USER_NOT_LOGGED_IN and invalid
- * handles while thread 0 of the same process has logged out (an epoch
- * counter tells), and CKR_DEVICE_MEMORY from the TPM (retried, counted: the
- * TPM's object slots are shared by processes without a resource manager).
+ * handles after thread 0 of the same process logged out (an epoch counter
+ * tells; ksp11 renumbers private objects at C_Logout). Without a resource
+ * manager the processes share the TPM's few object slots under ksp11's
+ * cross-process lock, so CKR_DEVICE_MEMORY is a failure too (set
+ * KSP11_LOAD_TPM_RETRIES=N to retry it instead, counted, when comparing).
  * Prints a summary line; exit 0 when everything held.
  */
 #include <errno.h>
@@ -45,9 +47,9 @@
 
 #include "fl.h"
 
-#define TOKEN     "load"
-#define MAX_OWN   64
-#define TPM_TRIES 50
+#define TOKEN         "load"
+#define MAX_OWN       64
+#define TPM_TRIES_MAX 50
 
 static const uint8_t p256_oid[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
 
@@ -57,6 +59,7 @@ static atomic_bool stop;
 static atomic_long tpm_retries;
 static bool have_hw;
 static time_t deadline;
+static int run_tag; /* the run's parent pid: labels of this run start "ld-<tag>-" */
 
 static double now(void)
 {
@@ -150,7 +153,7 @@ struct worker {
     int proc, tid;
     pthread_t th;
     long signs, creates, destroys, finds, relogins, sessions, tolerated;
-    char own[MAX_OWN][40];
+    char own[MAX_OWN][48];
     CK_OBJECT_HANDLE own_h[MAX_OWN];
     int nown;
     unsigned seq;
@@ -203,8 +206,7 @@ static bool load_keys(struct worker *w, CK_SESSION_HANDLE s, struct keyset *k)
         w->own_h[i] = rv == CKR_OK && n == 1 ? h[0] : CK_INVALID_HANDLE;
         free(h);
         if (w->own_h[i] == CK_INVALID_HANDLE && !in_window(e0))
-            WFAIL(w, "own object %s: %s, found %lu times", w->own[i], fl_rv(rv),
-                  (unsigned long)n);
+            WFAIL(w, "own object %s: %s, found %lu times", w->own[i], fl_rv(rv), (unsigned long)n);
     }
     bool found = k->soft != CK_INVALID_HANDLE && k->soft_pub &&
                  (!have_hw || (k->hw != CK_INVALID_HANDLE && k->hw_pub));
@@ -229,7 +231,14 @@ static CK_RV sign_one(struct worker *w, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
     CK_ULONG sl;
     CK_RV rv = CKR_OK;
     snprintf((char *)msg, sizeof(msg), "p%d t%d n%ld %08x", w->proc, w->tid, w->signs, fl_rand());
-    for (int i = 0; i < TPM_TRIES; i++) {
+    static int tries = -1;
+    if (tries < 0) {
+        const char *e = getenv("KSP11_LOAD_TPM_RETRIES");
+        tries = 1 + (e ? atoi(e) : 0);
+        if (tries > TPM_TRIES_MAX)
+            tries = TPM_TRIES_MAX;
+    }
+    for (int i = 0; i < tries; i++) {
         sl = sizeof(sig);
         rv = fl_sign(s, h, CKK_EC, msg, sizeof(msg), sig, &sl);
         if (!(tpm && rv == CKR_DEVICE_MEMORY))
@@ -267,12 +276,12 @@ static bool step(struct worker *w, CK_SESSION_HANDLE *s, struct keyset *k)
     } else if (r < 65 && w->nown < MAX_OWN) {
         what = "C_CreateObject";
         uint8_t v[32];
-        char label[40];
+        char label[48];
         CK_OBJECT_CLASS cls = CKO_DATA;
         CK_BBOOL tr = CK_TRUE;
         for (size_t i = 0; i < sizeof(v); i++)
             v[i] = (uint8_t)fl_rand();
-        snprintf(label, sizeof(label), "ld-%d-%d-%u", (int)getpid(), w->tid, w->seq++);
+        snprintf(label, sizeof(label), "ld-%d-%d-%d-%u", run_tag, (int)getpid(), w->tid, w->seq++);
         CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof(cls)},
                             {CKA_TOKEN, &tr, sizeof(tr)},
                             {CKA_PRIVATE, &tr, sizeof(tr)},
@@ -386,7 +395,7 @@ static bool check_own(struct worker *ws, int nw, int proc, long *kept)
     char prefix[32];
     long mine = 0, want = 0;
     FL_OK(fl_find(s, &t, 1, &h, &n));
-    snprintf(prefix, sizeof(prefix), "ld-%d-", (int)getpid());
+    snprintf(prefix, sizeof(prefix), "ld-%d-%d-", run_tag, (int)getpid());
     for (CK_ULONG i = 0; i < n; i++) {
         uint8_t *label = NULL;
         CK_ULONG ll = 0;
@@ -471,20 +480,23 @@ static long count_all(void)
     CK_ULONG n = 0;
     FL_OK(fl_find(s, &t, 1, &h, &n));
     /* Labels are unique per creation: a duplicate means an object appeared twice. */
-    char **labels = calloc(n ? n : 1, sizeof(char *));
+    char **labels = calloc(n ? n : 1, sizeof(char *)), prefix[32];
+    long mine = 0;
+    snprintf(prefix, sizeof(prefix), "ld-%d-", run_tag);
     for (CK_ULONG i = 0; i < n; i++) {
         CK_ULONG ll;
         FL_OK(fl_attr(s, h[i], CKA_LABEL, (uint8_t **)&labels[i], &ll));
         for (CK_ULONG j = 0; j < i; j++)
             if (!strcmp(labels[i], labels[j]))
                 fl_fail("object %s listed twice", labels[i]);
+        mine += !strncmp(labels[i], prefix, strlen(prefix));
     }
     for (CK_ULONG i = 0; i < n; i++)
         free(labels[i]);
     free(labels);
     free(h);
     fl_finalize();
-    return (long)n;
+    return mine;
 }
 
 static int do_run(int procs, int threads, int seconds)
@@ -499,6 +511,7 @@ static int do_run(int procs, int threads, int seconds)
     if (pipe(pfd) != 0)
         fl_die("pipe");
     deadline = time(NULL) + seconds;
+    run_tag = (int)getpid();
     fl_load();
     {
         /* Is there a generated key worth signing with? (always: software or TPM) */

@@ -17,8 +17,8 @@ require_cmd swtpm
 BIN=$KSP_BUILD/tests/faults/fault_tpm
 if [ ! -x "$BIN" ]; then
     fail tpm-faults "$BIN not built"
-    # Applications killed in the middle of TPM work (no resource manager cleans
-# up after them): the next one must still sign and generate.
+    # Applications killed with SIGKILL in the middle of TPM work (no resource
+# manager cleans up after them): the next one must still sign.
 LOAD=$KSP_BUILD/tests/faults/fault_load
 if [ -x "$LOAD" ]; then
     export KSP11_STORE=$TEST_DIR/store-kill
@@ -33,9 +33,7 @@ if [ -x "$LOAD" ]; then
             kill -9 "$pid" 2>/dev/null
             wait "$pid" 2>/dev/null
         done
-        # Before its kill each may only have met full TPM slots (see below).
-        if grep -h 'CKR_\|signal' "$TEST_DIR"/out/killed-*.out | grep -v 'CKR_DEVICE_MEMORY' |
-            grep -q .; then
+        if grep -h 'CKR_\|signal' "$TEST_DIR"/out/killed-*.out | grep -q .; then
             fail "killed TPM users: no errors before the kills"
             grep -h 'CKR_\|signal' "$TEST_DIR"/out/killed-*.out | head -5
         else
@@ -43,22 +41,13 @@ if [ -x "$LOAD" ]; then
         fi
         leaked=$(TPM2TOOLS_TCTI=$KSP11_TCTI tpm2_getcap handles-transient 2>/dev/null | grep -c 0x)
         echo "# $KILLS TPM users killed with SIGKILL left $leaked transient objects in the TPM"
-        # Without a resource manager nobody flushes what a killed process had
-        # loaded; once that fills the TPM's object slots the next process gets
-        # CKR_DEVICE_MEMORY (clean, and never with /dev/tpmrm0). Anything else
-        # (a crash, a hang, another code) fails.
-        out=$(ksp_outfile killed-next)
-        rc=0
-        "$LOAD" fork 2 >"$out" 2>&1 || rc=$?
-        if [ "$rc" -eq 0 ]; then
-            pass "killed TPM users x$KILLS: the next process signs"
-        elif [ "$rc" -eq 1 ] && grep -q 'CKR_DEVICE_MEMORY' "$out" &&
-            ! grep 'CKR_' "$out" | grep -vq 'CKR_DEVICE_MEMORY'; then
-            pass "killed TPM users x$KILLS: the next process fails cleanly (CKR_DEVICE_MEMORY: TPM slots held by killed processes)"
-        else
-            fail "killed TPM users x$KILLS: the next process signs or fails cleanly" "exit $rc"
-            show_tail "$out"
-        fi
+        # Without a resource manager nobody else knows what a killed process
+        # had loaded (ksp11's lock record names only what a KSP11_TPM_KEEP=1
+        # process keeps): it may stay in the TPM until it restarts. The next
+        # process must sign all the same.
+        check "killed TPM users x$KILLS: the next process signs" "$LOAD" fork 2
+        left=$(TPM2TOOLS_TCTI=$KSP11_TCTI tpm2_getcap handles-transient 2>/dev/null | grep -c 0x)
+        echo "# ... and after the next process: $left transient objects (known limitation)"
     fi
 fi
 
@@ -72,8 +61,8 @@ export KSP11_LOG_LEVEL=info
 DIR=$TEST_DIR/tpm
 if ! start_swtpm2 "$DIR"; then
     fail "swtpm did not start"
-    # Applications killed in the middle of TPM work (no resource manager cleans
-# up after them): the next one must still sign and generate.
+    # Applications killed with SIGKILL in the middle of TPM work (no resource
+# manager cleans up after them): the next one must still sign.
 LOAD=$KSP_BUILD/tests/faults/fault_load
 if [ -x "$LOAD" ]; then
     export KSP11_STORE=$TEST_DIR/store-kill
@@ -88,9 +77,7 @@ if [ -x "$LOAD" ]; then
             kill -9 "$pid" 2>/dev/null
             wait "$pid" 2>/dev/null
         done
-        # Before its kill each may only have met full TPM slots (see below).
-        if grep -h 'CKR_\|signal' "$TEST_DIR"/out/killed-*.out | grep -v 'CKR_DEVICE_MEMORY' |
-            grep -q .; then
+        if grep -h 'CKR_\|signal' "$TEST_DIR"/out/killed-*.out | grep -q .; then
             fail "killed TPM users: no errors before the kills"
             grep -h 'CKR_\|signal' "$TEST_DIR"/out/killed-*.out | head -5
         else
@@ -98,22 +85,13 @@ if [ -x "$LOAD" ]; then
         fi
         leaked=$(TPM2TOOLS_TCTI=$KSP11_TCTI tpm2_getcap handles-transient 2>/dev/null | grep -c 0x)
         echo "# $KILLS TPM users killed with SIGKILL left $leaked transient objects in the TPM"
-        # Without a resource manager nobody flushes what a killed process had
-        # loaded; once that fills the TPM's object slots the next process gets
-        # CKR_DEVICE_MEMORY (clean, and never with /dev/tpmrm0). Anything else
-        # (a crash, a hang, another code) fails.
-        out=$(ksp_outfile killed-next)
-        rc=0
-        "$LOAD" fork 2 >"$out" 2>&1 || rc=$?
-        if [ "$rc" -eq 0 ]; then
-            pass "killed TPM users x$KILLS: the next process signs"
-        elif [ "$rc" -eq 1 ] && grep -q 'CKR_DEVICE_MEMORY' "$out" &&
-            ! grep 'CKR_' "$out" | grep -vq 'CKR_DEVICE_MEMORY'; then
-            pass "killed TPM users x$KILLS: the next process fails cleanly (CKR_DEVICE_MEMORY: TPM slots held by killed processes)"
-        else
-            fail "killed TPM users x$KILLS: the next process signs or fails cleanly" "exit $rc"
-            show_tail "$out"
-        fi
+        # Without a resource manager nobody else knows what a killed process
+        # had loaded (ksp11's lock record names only what a KSP11_TPM_KEEP=1
+        # process keeps): it may stay in the TPM until it restarts. The next
+        # process must sign all the same.
+        check "killed TPM users x$KILLS: the next process signs" "$LOAD" fork 2
+        left=$(TPM2TOOLS_TCTI=$KSP11_TCTI tpm2_getcap handles-transient 2>/dev/null | grep -c 0x)
+        echo "# ... and after the next process: $left transient objects (known limitation)"
     fi
 fi
 
@@ -144,8 +122,8 @@ if command -v tpm2_getcap >/dev/null; then
         fi
     done
 fi
-# Applications killed in the middle of TPM work (no resource manager cleans
-# up after them): the next one must still sign and generate.
+# Applications killed with SIGKILL in the middle of TPM work (no resource
+# manager cleans up after them): the next one must still sign.
 LOAD=$KSP_BUILD/tests/faults/fault_load
 if [ -x "$LOAD" ]; then
     export KSP11_STORE=$TEST_DIR/store-kill
@@ -160,9 +138,7 @@ if [ -x "$LOAD" ]; then
             kill -9 "$pid" 2>/dev/null
             wait "$pid" 2>/dev/null
         done
-        # Before its kill each may only have met full TPM slots (see below).
-        if grep -h 'CKR_\|signal' "$TEST_DIR"/out/killed-*.out | grep -v 'CKR_DEVICE_MEMORY' |
-            grep -q .; then
+        if grep -h 'CKR_\|signal' "$TEST_DIR"/out/killed-*.out | grep -q .; then
             fail "killed TPM users: no errors before the kills"
             grep -h 'CKR_\|signal' "$TEST_DIR"/out/killed-*.out | head -5
         else
@@ -170,22 +146,13 @@ if [ -x "$LOAD" ]; then
         fi
         leaked=$(TPM2TOOLS_TCTI=$KSP11_TCTI tpm2_getcap handles-transient 2>/dev/null | grep -c 0x)
         echo "# $KILLS TPM users killed with SIGKILL left $leaked transient objects in the TPM"
-        # Without a resource manager nobody flushes what a killed process had
-        # loaded; once that fills the TPM's object slots the next process gets
-        # CKR_DEVICE_MEMORY (clean, and never with /dev/tpmrm0). Anything else
-        # (a crash, a hang, another code) fails.
-        out=$(ksp_outfile killed-next)
-        rc=0
-        "$LOAD" fork 2 >"$out" 2>&1 || rc=$?
-        if [ "$rc" -eq 0 ]; then
-            pass "killed TPM users x$KILLS: the next process signs"
-        elif [ "$rc" -eq 1 ] && grep -q 'CKR_DEVICE_MEMORY' "$out" &&
-            ! grep 'CKR_' "$out" | grep -vq 'CKR_DEVICE_MEMORY'; then
-            pass "killed TPM users x$KILLS: the next process fails cleanly (CKR_DEVICE_MEMORY: TPM slots held by killed processes)"
-        else
-            fail "killed TPM users x$KILLS: the next process signs or fails cleanly" "exit $rc"
-            show_tail "$out"
-        fi
+        # Without a resource manager nobody else knows what a killed process
+        # had loaded (ksp11's lock record names only what a KSP11_TPM_KEEP=1
+        # process keeps): it may stay in the TPM until it restarts. The next
+        # process must sign all the same.
+        check "killed TPM users x$KILLS: the next process signs" "$LOAD" fork 2
+        left=$(TPM2TOOLS_TCTI=$KSP11_TCTI tpm2_getcap handles-transient 2>/dev/null | grep -c 0x)
+        echo "# ... and after the next process: $left transient objects (known limitation)"
     fi
 fi
 
