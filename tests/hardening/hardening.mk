@@ -3,9 +3,9 @@
 #   make check-asan      everything built with ASan + UBSan into $(ASAN_BUILD),
 #                        then the whole test suite (unit, integration, faults,
 #                        e2e) run there; ends "N passed, N failed"
-#   make check-valgrind  the unit and API suites under valgrind memcheck
+#   make check-valgrind  the unit and all API suites under valgrind memcheck
 #
-# Both also run inside `make check` (tests/hardening/asan.sh, valgrind.sh).
+# Bounded versions run inside `make check` (tests/hardening/asan.sh, valgrind.sh).
 
 ASAN_BUILD ?= build-asan
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -21,4 +21,4 @@ check-asan: deps all
 	@bash tests/hardening/lib/check-asan.sh $(ASAN_BUILD)
 
 check-valgrind: all
-	@KSP11_BUILD=$(BUILD) bash tests/hardening/valgrind.sh
+	@VALGRIND_ALL=1 KSP11_BUILD=$(BUILD) bash tests/hardening/valgrind.sh
