@@ -311,8 +311,12 @@ void fuzz_module_setup(CK_FUNCTION_LIST_PTR *fl, CK_SLOT_ID *slot)
         *slot = mod_slot;
         return;
     }
-    /* tmpfs when there is one: every token-object write is a file. */
-    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    /* KSP11_FUZZ_TMP (a directory its caller removes: libFuzzer does not
+     * always run exit handlers), else tmpfs when there is one: every
+     * token-object write is a file. */
+    const char *base = getenv("KSP11_FUZZ_TMP");
+    if (!base || !base[0])
+        base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     snprintf(store_dir, sizeof(store_dir), "%s/ksp11-fuzz.XXXXXX", base);
     FUZZ_CHECK(mkdtemp(store_dir) != NULL);
     atexit(cleanup);

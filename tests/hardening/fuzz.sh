@@ -15,6 +15,7 @@ ksp_setup
 FB=${KSP_BUILD}-fuzz
 SECS=${FUZZ_CI_TIME:-20}
 unset KSP11_STORE KSP11_LOG_FILE KSP11_LOG_LEVEL # the harnesses make their own
+export KSP11_FUZZ_TMP=$TEST_DIR                   # their token stores, removed with it
 
 build_log=$(ksp_outfile fuzz-build)
 if ! make -C "$KSP_ROOT" --no-print-directory -j2 fuzz-build FUZZ_BUILD="$FB" >"$build_log" 2>&1; then
