@@ -6,6 +6,7 @@
  * TPM's identity, including telling a missing, forbidden, unreachable or
  * TPM 1.2 device apart.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -14,6 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -614,6 +618,51 @@ CK_RV ksp_tpm_connect_inlock(struct ksp_backend *be)
     return CKR_OK;
 }
 
+/*
+ * In a forked child, also close what the parent had open to a socket TPM
+ * (swtpm, the simulator) but the TCTI context no longer names: the socket of
+ * a command a parent thread had in flight at fork. Left open here it keeps
+ * swtpm (one connection at a time) waiting on this process while the parent
+ * waits for swtpm's answer, holding the cross-process TPM lock this child
+ * then waits for (tests/faults/load.sh, fork while threads sign). Only
+ * sockets connected to the TPM's own Unix socket path are closed.
+ */
+static void close_inherited_tpm_sockets(const char *conf)
+{
+    const char *p = conf != NULL ? strstr(conf, "path=") : NULL;
+    struct sockaddr_un sa;
+    char path[sizeof(sa.sun_path)];
+    if (p == NULL)
+        return;
+    p += 5;
+    size_t n = strcspn(p, ",");
+    if (n == 0 || n >= sizeof(path))
+        return;
+    memcpy(path, p, n);
+    path[n] = '\0';
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        char *end = NULL;
+        long fd = strtol(de->d_name, &end, 10);
+        struct stat st;
+        socklen_t sl = sizeof(sa);
+        if (end == de->d_name || *end != '\0' || fd < 0 || fd == dirfd(d))
+            continue;
+        if (fstat((int)fd, &st) != 0 || !S_ISSOCK(st.st_mode))
+            continue;
+        memset(&sa, 0, sizeof(sa));
+        if (getpeername((int)fd, (struct sockaddr *)&sa, &sl) != 0 || sa.sun_family != AF_UNIX ||
+            strncmp(sa.sun_path, path, sizeof(sa.sun_path)) != 0)
+            continue;
+        close((int)fd);
+        ksp_debug(AREA, "forked child: closed an inherited connection to %s", path);
+    }
+    closedir(d);
+}
+
 /* Close the TCTI. In a forked child (!talk) only TCTIs whose finalize merely
  * closes are finalized; for others we close the descriptors they report and
  * leave the small context allocated rather than let it talk. */
@@ -628,6 +677,8 @@ static void close_tcti(struct ksp_backend *be, bool talk)
     if (talk || be->quiet_finalize) {
         tcti_free(&be->tcti);
         be->tcti = NULL;
+        if (!talk)
+            close_inherited_tpm_sockets(be->tcti_conf);
         return;
     }
     if (Tss2_Tcti_GetPollHandles(be->tcti, NULL, &n) == TSS2_RC_SUCCESS && n > 0 &&
@@ -639,6 +690,7 @@ static void close_tcti(struct ksp_backend *be, bool talk)
     }
     ksp_debug(AREA, "forked child: TCTI context left allocated so that it sends nothing");
     be->tcti = NULL;
+    close_inherited_tpm_sockets(be->tcti_conf);
 }
 
 static void disconnect_inlock(struct ksp_backend *be, bool talk)
